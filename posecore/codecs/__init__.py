@@ -1,0 +1,16 @@
+"""Codecs: encode keypoints into training targets and decode model outputs into keypoints.
+
+Every codec is one class with the same two methods, batched over instances and
+device-agnostic (torch tensors on the CPU or a GPU):
+
+    encode(keypoints (N, K, 2) float32 in input-image pixels, visible (N, K) float32 in [0, 1])
+        -> dict[str, Tensor]   # the targets, always including "keypoint_weights" (N, K)
+    decode(outputs: dict[str, Tensor])  # the head's outputs, keyed like the targets
+        -> (keypoints (N, K, 2) float32 in input-image pixels, scores (N, K) float32)
+
+The same codec object builds the targets and decodes the head, so the two cannot drift.
+
+To add a codec: write a module here with a frozen dataclass subclassing
+:class:`posecore.codecs.base.Codec`, decorate it with ``@register_codec("name")`` and
+import the module below. Registry-driven tests pick it up automatically.
+"""

@@ -1,0 +1,226 @@
+"""Typed configuration: ``params.yaml`` read once into frozen dataclasses.
+
+Every section is a dataclass; :func:`load_params` builds :class:`Params` from the
+YAML and rejects unknown keys, wrong types and out-of-range values, naming the dotted
+key and what is allowed. Stages and flows receive the typed object, never raw dicts.
+
+To add a section: define a frozen dataclass with defaults (``field(metadata=...)``
+may carry ``range=(lo, hi)`` for numbers or ``choices=callable_or_list`` for strings)
+and add it as a field of :class:`Params`. dvc.yaml names the dotted keys a stage uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+from posecore.datasets.converters import SourceSpec, available_converters
+from posecore.metainfo import available_metas
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """params.yaml (or an override) is invalid; the message lists every bad key."""
+
+    def __init__(self, errors: list[str], file: str = "params.yaml") -> None:
+        self.errors = errors
+        super().__init__(f"{file} is invalid:\n" + "\n".join(f"  - {e}" for e in errors))
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """The embedded synthetic COCO-17 dataset (``stages/synth.py``)."""
+
+    out: str = "data/synthetic"
+    n_train: int = field(default=1500, metadata={"range": (1, 10_000_000)})
+    n_val: int = field(default=300, metadata={"range": (1, 10_000_000)})
+    seed: int = 0
+    width: int = field(default=320, metadata={"range": (64, 4096)})
+    height: int = field(default=320, metadata={"range": (64, 4096)})
+    min_people: int = field(default=1, metadata={"range": (1, 16)})
+    max_people: int = field(default=4, metadata={"range": (1, 16)})
+    workers: int = field(default=2, metadata={"range": (1, 256)})
+
+
+@dataclass(frozen=True)
+class DataParams(SourceSpec):
+    """The source dataset and where the canonical (converted) dataset goes."""
+
+    out: str = "data/converted"
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams = field(default_factory=DataParams)
+    synth: SynthParams = field(default_factory=SynthParams)
+
+
+_CHOICES: dict[tuple[type, str], Callable[[], Iterable[str]]] = {
+    (DataParams, "source"): available_converters,
+}
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(tp: Any, value: Any, key: str, errors: list[str]) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key, errors)
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key, errors)
+    if origin is Literal:
+        if value not in get_args(tp):
+            errors.append(f"{key}: {value!r} is not allowed; allowed values: {_type_name(tp)}")
+        return value
+    if origin is dict:
+        kt, vt = get_args(tp)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            errors.append(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+            return {}
+        return {_coerce(kt, k, f"{key}.{k}", errors): _coerce(vt, v, f"{key}.{k}", errors) for k, v in value.items()}
+    if origin in (list, tuple):
+        args = get_args(tp)
+        if not isinstance(value, list | tuple):
+            errors.append(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+            return value
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{key}[{i}]", errors) for i, v in enumerate(value))
+        if origin is tuple:
+            if len(value) != len(args):
+                errors.append(f"{key}: expected {len(args)} values, got {len(value)}")
+                return tuple(value)
+            return tuple(_coerce(a, v, f"{key}[{i}]", errors) for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        return [_coerce(args[0], v, f"{key}[{i}]", errors) for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            errors.append(f"{key}: expected a number, got {type(value).__name__} {value!r}")
+            return value
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            errors.append(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"config type {tp!r} for {key} is not supported by posecore.config")
+
+
+def _build(cls: type[T], raw: Any, prefix: str, errors: list[str]) -> T:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        errors.append(f"{prefix or 'params'}: expected a mapping, got {type(raw).__name__} {raw!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in raw:
+        if key not in fields:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            errors.append(f"{where}: unknown key; allowed keys: {', '.join(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in raw:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        n_errors = len(errors)
+        value = _coerce(hints[name], raw[name], key, errors)
+        if len(errors) > n_errors:
+            continue
+        lo_hi = f.metadata.get("range")
+        if lo_hi is not None and isinstance(value, int | float) and not (lo_hi[0] <= value <= lo_hi[1]):
+            errors.append(f"{key}: {value} is out of range; allowed: {lo_hi[0]} to {lo_hi[1]}")
+            continue
+        choices = _CHOICES.get((cls, name)) or f.metadata.get("choices")
+        if choices is not None:
+            allowed = list(choices() if callable(choices) else choices)
+            if value not in allowed:
+                errors.append(f"{key}: {value!r} is not allowed; allowed values: {', '.join(map(str, allowed))}")
+                continue
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_cross(params: Params, errors: list[str]) -> None:
+    if params.synth.min_people > params.synth.max_people:
+        errors.append(
+            f"synth.min_people ({params.synth.min_people}) must be <= synth.max_people ({params.synth.max_people})"
+        )
+    if params.data.source == "synthetic" and params.data.root != params.synth.out:
+        errors.append(
+            f"data.root ({params.data.root!r}) must equal synth.out ({params.synth.out!r}) when data.source is "
+            "'synthetic': the convert stage reads what the synth stage writes"
+        )
+    meta = params.data.meta
+    if not (meta.endswith((".yaml", ".yml")) or meta in available_metas()):
+        errors.append(
+            f"data.meta: {meta!r} is not a known dataset meta; allowed: {', '.join(available_metas())} or a path to a .yaml file"
+        )
+
+
+def parse_params(raw: Any, file: str = "params.yaml") -> Params:
+    """Build :class:`Params` from parsed YAML, raising :class:`ConfigError` with every problem."""
+    errors: list[str] = []
+    params = _build(Params, raw, "", errors)
+    if not errors:
+        _check_cross(params, errors)
+    if errors:
+        raise ConfigError(errors, file)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read ``path`` once; ``overrides`` maps dotted keys (``"train.lr"``) to values."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.exists() else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], str(path)) from exc
+    raw = raw or {}
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return parse_params(raw, str(path))
+
+
+def to_dict(params: Any) -> dict[str, Any]:
+    """Plain nested dict of a params object (for logging and JSON)."""
+    return dataclasses.asdict(params)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}`` for MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out

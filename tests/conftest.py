@@ -1,0 +1,23 @@
+"""Shared fixtures. Real data lives in ../shared/data; tests that need it skip when it is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(__import__("os").environ.get("POSECORE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; skips the test when it is not there (a fresh machine outside CI)."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (set POSECORE_SHARED_DATA to point at it)")
+    return SHARED_DATA

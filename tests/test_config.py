@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from posecore.config import ConfigError, DataParams, Params, SynthParams, flatten, load_params, parse_params, to_dict
+
+
+def test_repo_params_load(repo_root: Path) -> None:
+    params = load_params(repo_root / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.data.source == "synthetic"
+    assert params.data.root == params.synth.out
+
+
+def test_defaults_when_empty() -> None:
+    assert parse_params({}) == Params()
+
+
+def test_unknown_key_names_the_dotted_key_and_allowed_keys() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params({"synth": {"n_trian": 5}})
+    msg = str(err.value)
+    assert "synth.n_trian: unknown key" in msg
+    assert "n_train" in msg
+
+
+def test_unknown_section() -> None:
+    with pytest.raises(ConfigError, match="trian: unknown key; allowed keys: data, synth"):
+        parse_params({"trian": {}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"synth": {"n_train": "many"}}, "synth.n_train: expected an integer, got str 'many'"),
+        ({"synth": {"n_train": True}}, "synth.n_train: expected an integer"),
+        ({"data": {"val_fraction": "x"}}, "data.val_fraction: expected a number"),
+        ({"data": {"drop_invalid": "yes"}}, "data.drop_invalid: expected true or false"),
+        ({"data": {"annotations": ["a"]}}, "data.annotations: expected a mapping"),
+        ({"synth": {"width": 10}}, "synth.width: 10 is out of range; allowed: 64 to 4096"),
+        ({"data": {"val_fraction": 1.5}}, "data.val_fraction: 1.5 is out of range; allowed: 0.0 to 1.0"),
+        ({"data": {"source": "nope"}}, "data.source: 'nope' is not allowed; allowed values:"),
+        ({"synth": {"min_people": 3, "max_people": 2}}, "synth.min_people (3) must be <= synth.max_people (2)"),
+        ({"data": {"meta": "nosuchmeta"}}, "data.meta: 'nosuchmeta' is not a known dataset meta"),
+        ({"data": {"root": "elsewhere"}}, "data.root ('elsewhere') must equal synth.out"),
+    ],
+)
+def test_bad_values_are_named(raw: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert expected in str(err.value)
+
+
+def test_all_errors_reported_together() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params({"synth": {"n_train": "x", "width": 1, "bogus": 0}})
+    assert len(err.value.errors) == 3
+
+
+def test_int_accepted_for_float_and_types_coerced() -> None:
+    params = parse_params({"data": {"val_fraction": 0}})
+    assert params.data.val_fraction == 0.0 and isinstance(params.data.val_fraction, float)
+
+
+def test_overrides_use_dotted_keys(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"synth": {"n_train": 7}}))
+    params = load_params(path, overrides={"synth.n_val": 3})
+    assert (params.synth.n_train, params.synth.n_val) == (7, 3)
+
+
+def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("synth: [unclosed")
+    with pytest.raises(ConfigError, match="params.yaml is invalid"):
+        load_params(path)
+
+
+def test_flatten_for_logging() -> None:
+    flat = flatten(to_dict(Params()))
+    assert flat["synth.n_train"] == SynthParams().n_train
+    assert flat["data.source"] == "synthetic"
+
+
+def _dvc_params(repo_root: Path, stage: str) -> set[str]:
+    dvc = yaml.safe_load((repo_root / "dvc.yaml").read_text())
+    return set(dvc["stages"][stage]["params"])
+
+
+def test_dvc_yaml_lists_every_param_a_stage_reads(repo_root: Path) -> None:
+    convert = _dvc_params(repo_root, "convert")
+    assert convert == {f"data.{f.name}" for f in dataclasses.fields(DataParams)}
+    synth = _dvc_params(repo_root, "synth")
+    # workers only changes speed, never the output, so it must not invalidate the stage.
+    assert synth == {f"synth.{f.name}" for f in dataclasses.fields(SynthParams)} - {"synth.workers"}

@@ -1,0 +1,93 @@
+"""``dvc repro`` on a copy of the repository: stages run, then skip when nothing changed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+TRACKED = [
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "posecore",
+    "stages",
+    "flows",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture()
+def pipeline_repo(repo_root: Path, tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in TRACKED:
+        src = repo_root / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["synth"].update(n_train=8, n_val=4, width=128, height=128, workers=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], repo)
+    return repo
+
+
+def _ran(out: str) -> set[str]:
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+@pytest.mark.slow
+def test_repro_runs_then_skips(pipeline_repo: Path) -> None:
+    first = _run(["dvc", "repro"], pipeline_repo)
+    assert {"synth", "convert"} <= _ran(first.stdout), first.stdout
+    train = yaml.safe_load((pipeline_repo / "data/converted/annotations/train.json").read_text())
+    val = yaml.safe_load((pipeline_repo / "data/converted/annotations/val.json").read_text())
+    assert len(train["images"]) == 8 and len(val["images"]) == 4
+
+    second = _run(["dvc", "repro"], pipeline_repo)
+    assert _ran(second.stdout) == set(), second.stdout
+
+    params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
+    params["synth"]["workers"] = 2  # speed only: must not invalidate anything
+    (pipeline_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _ran(_run(["dvc", "repro"], pipeline_repo).stdout) == set()
+
+    params["data"]["split_seed"] = 1  # convert only
+    (pipeline_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _ran(_run(["dvc", "repro"], pipeline_repo).stdout) == {"convert"}
+
+
+@pytest.mark.slow
+def test_convert_stage_rejects_bad_params(pipeline_repo: Path) -> None:
+    params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
+    params["data"]["sourc"] = "coco"
+    (pipeline_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages.convert"], cwd=pipeline_repo, env=_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "data.sourc: unknown key" in proc.stderr
+    assert not (pipeline_repo / "data/converted").exists()
