@@ -128,16 +128,20 @@ def _browse(p: argparse.ArgumentParser) -> Runner:
     def run(args: argparse.Namespace) -> int:
         from posecore.visualization.browse import browse
 
-        paths = browse(
-            Path(args.data),
-            Path(args.out),
-            split=args.split,
-            n=args.n,
-            seed=args.seed,
-            mode=args.mode,
-            grid=args.grid,
-            color_by=args.color_by,
-        )
+        try:
+            paths = browse(
+                Path(args.data),
+                Path(args.out),
+                split=args.split,
+                n=args.n,
+                seed=args.seed,
+                mode=args.mode,
+                grid=args.grid,
+                color_by=args.color_by,
+            )
+        except ValueError as exc:  # an empty split, n < 1: the user's to fix
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"wrote {len(paths)} PNG(s) to {args.out}")
         return 0
 
@@ -159,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args._runners[args.command](args)
-    except (DataValidationError, ConfigError, FileNotFoundError) as exc:
+    except (DataValidationError, ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

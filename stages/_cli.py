@@ -21,7 +21,7 @@ def stage_main(description: str, body: Callable[[Params], object], argv: Sequenc
     args = parser.parse_args(argv)
     try:
         body(load_params(args.params))
-    except (ConfigError, DataValidationError, FileNotFoundError) as exc:
+    except (ConfigError, DataValidationError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
