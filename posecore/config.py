@@ -21,6 +21,8 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
+from posecore.codecs import Codec, build_codec
+from posecore.data.cache import CacheSpec
 from posecore.datasets.converters import SourceSpec, available_converters
 from posecore.metainfo import available_metas
 
@@ -57,10 +59,36 @@ class DataParams(SourceSpec):
     out: str = "data/converted"
 
 
+def _default_codec() -> dict[str, Any]:
+    return {"name": "msra_heatmap", "heatmap_size": [48, 64], "sigma": 2.0}
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The model. ``codec`` is ``{name: <registered codec>, <its fields>}`` without ``input_size``,
+    which always comes from ``input_size`` here (one setting, one place)."""
+
+    input_size: tuple[int, int] = (192, 256)
+    codec: dict[str, Any] = field(default_factory=_default_codec)
+
+    def build_codec(self) -> Codec:
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.codec.items() if k != "name"}
+        return build_codec(self.codec["name"], input_size=tuple(self.input_size), **options)
+
+
+@dataclass(frozen=True)
+class EncodeParams(CacheSpec):
+    """The target-encoding cache (``stages/encode.py``)."""
+
+    out: str = "data/cache"
+
+
 @dataclass(frozen=True)
 class Params:
     data: DataParams = field(default_factory=DataParams)
     synth: SynthParams = field(default_factory=SynthParams)
+    model: ModelParams = field(default_factory=ModelParams)
+    encode: EncodeParams = field(default_factory=EncodeParams)
 
 
 _CHOICES: dict[tuple[type, str], Callable[[], Iterable[str]]] = {
@@ -76,6 +104,8 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(tp: Any, value: Any, key: str, errors: list[str]) -> Any:
     origin = get_origin(tp)
+    if tp is Any:
+        return value
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key, errors)
     if origin in (typing.Union, types.UnionType):
@@ -174,6 +204,17 @@ def _check_cross(params: Params, errors: list[str]) -> None:
             f"data.root ({params.data.root!r}) must equal synth.out ({params.synth.out!r}) when data.source is "
             "'synthetic': the convert stage reads what the synth stage writes"
         )
+    if not isinstance(params.model.codec.get("name"), str):
+        errors.append("model.codec.name: required; the registered codec to use (posecore.codecs.available_codecs())")
+    elif "input_size" in params.model.codec:
+        errors.append("model.codec.input_size: not allowed; the codec takes model.input_size")
+    else:
+        try:
+            params.model.build_codec()
+        except (ValueError, TypeError) as exc:
+            errors.append(f"model.codec: {exc}")
+    if any(v <= 0 for v in params.model.input_size):
+        errors.append(f"model.input_size: {list(params.model.input_size)} must be two positive integers [w, h]")
     meta = params.data.meta
     if not (meta.endswith((".yaml", ".yml")) or meta in available_metas()):
         errors.append(

@@ -6,7 +6,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from posecore.config import ConfigError, DataParams, Params, SynthParams, flatten, load_params, parse_params, to_dict
+from posecore.config import (
+    ConfigError,
+    DataParams,
+    EncodeParams,
+    Params,
+    SynthParams,
+    flatten,
+    load_params,
+    parse_params,
+    to_dict,
+)
 
 
 def test_repo_params_load(repo_root: Path) -> None:
@@ -97,3 +107,27 @@ def test_dvc_yaml_lists_every_param_a_stage_reads(repo_root: Path) -> None:
     synth = _dvc_params(repo_root, "synth")
     # workers only changes speed, never the output, so it must not invalidate the stage.
     assert synth == {f"synth.{f.name}" for f in dataclasses.fields(SynthParams)} - {"synth.workers"}
+    encode = _dvc_params(repo_root, "encode")
+    expected = {f"encode.{f.name}" for f in dataclasses.fields(EncodeParams)} - {"encode.workers"}
+    assert encode == expected | {"model.input_size", "model.codec"}
+
+
+@pytest.mark.parametrize(
+    ("codec", "expected"),
+    [
+        ({"name": "nope"}, "model.codec: unknown codec 'nope'"),
+        ({"name": "msra_heatmap", "heatmap_size": [48, 64], "sigmaa": 2}, "has no field(s) sigmaa"),
+        ({"name": "msra_heatmap", "heatmap_size": [48, 64], "input_size": [1, 2]}, "model.codec.input_size: not allowed"),
+        ({"heatmap_size": [48, 64]}, "model.codec.name: required"),
+    ],
+)
+def test_codec_params_are_checked_when_loading(codec: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params({"model": {"codec": codec}})
+    assert expected in str(err.value)
+
+
+def test_codec_takes_the_model_input_size() -> None:
+    params = parse_params({"model": {"input_size": [96, 128], "codec": {"name": "simcc", "split_ratio": 2.0}}})
+    codec = params.model.build_codec()
+    assert tuple(codec.input_size) == (96, 128)

@@ -1,0 +1,1 @@
+"""Training data: the target-encoding cache and the batch sources built on it."""

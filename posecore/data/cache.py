@@ -1,0 +1,403 @@
+"""The target-encoding cache: every image decoded once, people stored as fixed-size uint8 crops.
+
+Layout of a cache folder (written atomically by :func:`build_cache`)::
+
+    key.json                    what the cache was built from (dataset hash, input size, codec, spec)
+    train/index.npz             per person: keypoints/bbox/center/scale in crop pixels, ids, ...
+    train/crops_000.npy ...     uint8 (n, Hc, Wc, 3) shards, memory-mapped when read
+    val/index.npz               per person: keypoints in input pixels, warp (image -> input), ids
+    val/inputs_000.npy ...      uint8 (n, h, w, 3): the model input, no augmentation
+    val/target_<key>.npy        float32 (N, ...): the codec's encoded targets for each target key
+
+Train crops: around each person's padded box (``bbox_padding``, aspect ratio fixed to the
+input's) a region ``context`` times larger is stored at ``crop_scale`` pixels per input pixel,
+so shift/scale/rotate augmentation happens later on the crop, batch-wise (see
+:class:`CachedTopdownData`). The crop is a similarity of the image (uniform scale plus
+translation), and boxes and keypoints are stored in crop pixels, so the augmentation pipeline
+gives the same result on a crop as on the full image (up to interpolation) as long as the
+augmented box stays inside the stored context; pixels beyond it read as black, as pixels
+beyond the image border do.
+
+The cache key (:func:`cache_key`) covers the dataset (hash of its annotation files and
+meta), the input size, the codec and its parameters and the crop spec; DVC tracks the same
+things as deps/params of the ``encode`` stage, and :func:`open_cache` refuses a cache whose key
+differs from what the caller expects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from posecore.codecs import Codec, available_codecs, build_codec, codec_class
+from posecore.datasets.coco import CocoPoseDataset, PoseInstance, load_image
+from posecore.io import atomic_output_dir, atomic_write_json
+from posecore.transforms import Compose, KeyedRNG, make_topdown_batch
+from posecore.transforms.geometry import bbox_xyxy_to_center_scale, fix_aspect_ratio, warp_matrix
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """How people are cropped into the cache (the input size is the codec's ``input_size``).
+
+    context: stored crop side / padded box side; crop_scale: stored pixels per model-input
+    pixel at augmentation scale 1; workers: decoding threads (speed only).
+    """
+
+    context: float = field(default=1.6, metadata={"range": (1.0, 4.0)})
+    crop_scale: float = field(default=1.0, metadata={"range": (0.25, 4.0)})
+    bbox_padding: float = field(default=1.25, metadata={"range": (1.0, 3.0)})
+    shard_size: int = field(default=512, metadata={"range": (1, 1_000_000)})
+    workers: int = field(default=2, metadata={"range": (1, 256)})
+
+    def crop_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        w, h = input_size
+        return (round(w * self.context * self.crop_scale), round(h * self.context * self.crop_scale))
+
+
+def codec_config(codec: Codec) -> dict[str, Any]:
+    """``{"name": registered name, **fields}``: enough to rebuild the codec with :func:`codec_from_config`."""
+    name = next(n for n in available_codecs() if codec_class(n) is type(codec))
+    return {"name": name, **json.loads(json.dumps(dataclasses.asdict(codec)))}
+
+
+def codec_input_size(codec: Codec) -> tuple[int, int]:
+    """The model input size (w, h) the codec encodes for; every codec has one."""
+    w, h = codec.input_size  # type: ignore[attr-defined]
+    return int(w), int(h)
+
+
+def codec_from_config(config: dict[str, Any]) -> Codec:
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k != "name"}
+    return build_codec(config["name"], **options)
+
+
+def dataset_hash(dataset_dir: Path) -> str:
+    """sha256 over the canonical dataset's annotation files and meta (images are named in them)."""
+    digest = hashlib.sha256()
+    for path in sorted((dataset_dir / "annotations").glob("*.json")) + [dataset_dir / "meta.yaml"]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def cache_key(dataset_dir: Path, spec: CacheSpec, codec: Codec) -> dict[str, Any]:
+    spec_dict = dataclasses.asdict(spec)
+    spec_dict.pop("workers")  # speed only
+    return {
+        "version": CACHE_VERSION,
+        "dataset": dataset_hash(dataset_dir),
+        "spec": json.loads(json.dumps(spec_dict)),
+        "codec": codec_config(codec),
+    }
+
+
+def _crop_geometry(inst: PoseInstance, spec: CacheSpec, input_size: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """The image -> crop similarity (2, 3) for one person and its scale factor."""
+    w, h = input_size
+    cw, ch = spec.crop_size(input_size)
+    bbox = torch.as_tensor(inst.bbox, dtype=torch.float64)[None]
+    center, scale = bbox_xyxy_to_center_scale(bbox, spec.bbox_padding)
+    fixed = fix_aspect_ratio(scale, w / h)
+    s = cw / (float(fixed[0, 0]) * spec.context)
+    cx, cy = float(center[0, 0]), float(center[0, 1])
+    return np.array([[s, 0.0, cw / 2.0 - s * cx], [0.0, s, ch / 2.0 - s * cy]]), s
+
+
+def _warp_crop(image: np.ndarray, m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """cv2.warpAffine, pre-shrinking with INTER_AREA when the crop is much smaller than the image region."""
+    s = m[0, 0]
+    if s < 0.5:
+        f = int(math.floor(1.0 / s))
+        small = cv2.resize(image, (image.shape[1] // f, image.shape[0] // f), interpolation=cv2.INTER_AREA)
+        # (x + 0.5) / f - 0.5 maps original pixel centres to the shrunk image's.
+        to_small = np.array([[1.0 / f, 0.0, 0.5 / f - 0.5], [0.0, 1.0 / f, 0.5 / f - 0.5], [0.0, 0.0, 1.0]])
+        m = m @ np.linalg.inv(to_small)
+        image = small
+    return cv2.warpAffine(image, m[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ m[:, :2].T + m[:, 2]
+
+
+def _group_by_image(instances: Sequence[PoseInstance]) -> list[list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i, inst in enumerate(instances):
+        groups.setdefault(str(inst.image_path), []).append(i)
+    return list(groups.values())
+
+
+def _train_crops(
+    instances: Sequence[PoseInstance], group: list[int], spec: CacheSpec, input_size: tuple[int, int]
+) -> list[dict[str, Any]]:
+    image = load_image(instances[group[0]].image_path)
+    out = []
+    for i in group:
+        inst = instances[i]
+        m, s = _crop_geometry(inst, spec, input_size)
+        x1, y1, x2, y2 = (float(v) for v in inst.bbox)
+        corners = _apply(m, np.array([[x1, y1], [x2, y2]]))
+        out.append(
+            {
+                "index": i,
+                "crop": _warp_crop(image, m, spec.crop_size(input_size)),
+                "keypoints": _apply(m, inst.keypoints.astype(np.float64)).astype(np.float32),
+                "bbox": corners.reshape(4).astype(np.float32),
+                "to_image": np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2].astype(np.float32),
+            }
+        )
+    return out
+
+
+def _val_inputs(
+    instances: Sequence[PoseInstance], group: list[int], spec: CacheSpec, input_size: tuple[int, int], use_udp: bool
+) -> list[dict[str, Any]]:
+    image = load_image(instances[group[0]].image_path)
+    w, h = input_size
+    out = []
+    for i in group:
+        inst = instances[i]
+        bbox = torch.as_tensor(inst.bbox, dtype=torch.float64)[None]
+        center, scale = bbox_xyxy_to_center_scale(bbox, spec.bbox_padding)
+        scale = fix_aspect_ratio(scale, w / h)
+        m = warp_matrix(center, scale, torch.zeros(1), (w, h), use_udp, dtype=torch.float64)[0].numpy()
+        kp = _apply(m, inst.keypoints.astype(np.float64)).astype(np.float32)
+        inside = (kp[:, 0] >= 0) & (kp[:, 0] <= w - 1) & (kp[:, 1] >= 0) & (kp[:, 1] <= h - 1)
+        out.append(
+            {
+                "index": i,
+                "input": cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0),
+                "keypoints": kp,
+                "visible": inst.keypoints_visible * inside,
+                "warp": m.astype(np.float32),
+                "center": center[0].numpy().astype(np.float32),
+                "scale": scale[0].numpy().astype(np.float32),
+            }
+        )
+    return out
+
+
+def _common_index(instances: Sequence[PoseInstance]) -> dict[str, np.ndarray]:
+    return {
+        "image_id": np.array([i.image_id for i in instances], dtype=np.int64),
+        "ann_id": np.array([i.ann_id for i in instances], dtype=np.int64),
+        "bbox_score": np.array([i.bbox_score for i in instances], dtype=np.float32),
+        "area": np.array([i.area for i in instances], dtype=np.float32),
+        "image_bbox": np.stack([i.bbox for i in instances]).astype(np.float32),
+        "image_size": np.array([[i.image_width, i.image_height] for i in instances], dtype=np.int32),
+    }
+
+
+def _write_sharded(
+    out_dir: Path,
+    prefix: str,
+    n: int,
+    item_shape: tuple[int, ...],
+    results: Iterable[list[dict[str, Any]]],
+    key: str,
+    shard_size: int,
+    fields: dict[str, np.ndarray],
+    order: np.ndarray,
+) -> None:
+    """Stream per-image results into uint8 shards in instance order ``order`` (position -> instance)."""
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    shards = [
+        np.lib.format.open_memmap(
+            out_dir / f"{prefix}_{s:03d}.npy",
+            mode="w+",
+            dtype=np.uint8,
+            shape=(min(shard_size, n - s * shard_size), *item_shape),
+        )
+        for s in range(math.ceil(n / shard_size))
+    ]
+    for group in results:
+        for item in group:
+            pos = position[item["index"]]
+            shards[pos // shard_size][pos % shard_size] = item[key]
+            for name, array in fields.items():
+                if name in item:
+                    array[pos] = item[name]
+    for shard in shards:
+        shard.flush()
+    del shards
+
+
+def _map(fn: Any, groups: list[list[int]], workers: int) -> Iterable[Any]:
+    if workers <= 1:
+        return map(fn, groups)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="posecore-cache")
+    return pool.map(fn, groups)
+
+
+def _build_train(ds: CocoPoseDataset, out: Path, spec: CacheSpec, input_size: tuple[int, int]) -> int:
+    instances = list(ds.instances)
+    n = len(instances)
+    out.mkdir(parents=True)
+    groups = _group_by_image(instances)
+    order = np.array([i for g in groups for i in g], dtype=np.int64)
+    k = ds.meta.num_keypoints
+    fields = {
+        "keypoints": np.zeros((n, k, 2), np.float32),
+        "bbox": np.zeros((n, 4), np.float32),
+        "to_image": np.zeros((n, 2, 3), np.float32),
+    }
+    cw, ch = spec.crop_size(input_size)
+    if n:
+        results = _map(lambda g: _train_crops(instances, g, spec, input_size), groups, spec.workers)
+        _write_sharded(out, "crops", n, (ch, cw, 3), results, "crop", spec.shard_size, fields, order)
+    ordered = [instances[i] for i in order]
+    index = {name: array[order] for name, array in fields.items()}
+    index["visible"] = np.stack([i.keypoints_visible for i in ordered]).astype(np.float32) if n else np.zeros((0, k))
+    index.update(_common_index(ordered) if n else {})
+    np.savez(out / "index.npz", **index)
+    return n
+
+
+def _build_val(ds: CocoPoseDataset, out: Path, spec: CacheSpec, codec: Codec) -> int:
+    instances = list(ds.instances)
+    n = len(instances)
+    out.mkdir(parents=True)
+    groups = _group_by_image(instances)
+    order = np.array([i for g in groups for i in g], dtype=np.int64)
+    k = ds.meta.num_keypoints
+    fields = {
+        "keypoints": np.zeros((n, k, 2), np.float32),
+        "visible": np.zeros((n, k), np.float32),
+        "warp": np.zeros((n, 2, 3), np.float32),
+        "center": np.zeros((n, 2), np.float32),
+        "scale": np.zeros((n, 2), np.float32),
+    }
+    w, h = input_size = codec_input_size(codec)
+    use_udp = bool(getattr(codec, "use_udp", False))
+    if n:
+        results = _map(lambda g: _val_inputs(instances, g, spec, input_size, use_udp), groups, spec.workers)
+        _write_sharded(out, "inputs", n, (h, w, 3), results, "input", spec.shard_size, fields, order)
+    ordered = [instances[i] for i in order]
+    index = {name: array[order] for name, array in fields.items()}
+    index.update(_common_index(ordered) if n else {})
+    np.savez(out / "index.npz", **index)
+    if n:
+        targets = codec.encode(torch.from_numpy(index["keypoints"]), torch.from_numpy(index["visible"]))
+        for name, value in targets.items():
+            np.save(out / f"target_{name}.npy", value.numpy().astype(np.float32))
+    return n
+
+
+def build_cache(dataset_dir: Path, out_dir: Path, spec: CacheSpec, codec: Codec) -> dict[str, Any]:
+    """Build the cache of ``dataset_dir`` (a canonical dataset) at ``out_dir``, replacing it atomically."""
+    key = cache_key(dataset_dir, spec, codec)
+    with atomic_output_dir(out_dir) as tmp:
+        n_train = _build_train(CocoPoseDataset(dataset_dir, "train"), tmp / "train", spec, codec_input_size(codec))
+        n_val = _build_val(CocoPoseDataset(dataset_dir, "val", test_mode=True), tmp / "val", spec, codec)
+        report = {**key, "counts": {"train": n_train, "val": n_val}}
+        atomic_write_json(tmp / "key.json", report, indent=2)
+    return report
+
+
+class CacheSplit:
+    """One split of a cache: the index arrays and memory-mapped image shards.
+
+    ``images(indices)`` -> (B, H, W, 3) uint8; for ``train`` the crops, for ``val`` the inputs.
+    Index arrays are attributes: ``keypoints`` (N, K, 2), ``visible`` (N, K), ``image_id``,
+    ``ann_id``, ``bbox_score``, ``area``, ``image_bbox`` (N, 4) xyxy in image pixels, and
+    ``bbox``/``to_image`` (train) or ``warp``/``center``/``scale`` (val).
+    """
+
+    def __init__(self, root: Path, split: str) -> None:
+        self.root = root / split
+        self.split = split
+        with np.load(self.root / "index.npz") as index:
+            self.arrays = {name: index[name] for name in index.files}
+        prefix = "crops" if split == "train" else "inputs"
+        self._shards = [np.load(p, mmap_mode="r") for p in sorted(self.root.glob(f"{prefix}_*.npy"))]
+        self._shard_size = len(self._shards[0]) if self._shards else 1
+
+    def __len__(self) -> int:
+        return len(self.arrays["keypoints"])
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        arrays = self.__dict__.get("arrays", {})
+        if name in arrays:
+            return arrays[name]
+        raise AttributeError(name)
+
+    def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64)
+        first = self._shards[0]
+        out = np.empty((len(idx), *first.shape[1:]), dtype=np.uint8)
+        for j, i in enumerate(idx):
+            out[j] = self._shards[i // self._shard_size][i % self._shard_size]
+        return out
+
+    def targets(self, indices: Sequence[int] | np.ndarray) -> dict[str, Tensor]:
+        """Val only: the stored encoded targets for ``indices``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        out = {}
+        for path in sorted(self.root.glob("target_*.npy")):
+            out[path.stem.removeprefix("target_")] = torch.from_numpy(np.load(path, mmap_mode="r")[idx].copy())
+        return out
+
+
+def open_cache(root: Path, expected_key: dict[str, Any] | None = None) -> dict[str, CacheSplit]:
+    """Open a cache; with ``expected_key``, fail unless it was built from exactly that."""
+    key_file = root / "key.json"
+    if not key_file.is_file():
+        raise FileNotFoundError(f"no target-encoding cache at {root} (key.json missing): run `dvc repro encode`")
+    stored = json.loads(key_file.read_text())
+    if expected_key is not None:
+        differs = [k for k in ("version", "dataset", "spec", "codec") if stored.get(k) != expected_key.get(k)]
+        if differs:
+            raise ValueError(
+                f"the cache at {root} was built for different {', '.join(differs)} "
+                f"(cache: {[stored.get(k) for k in differs]}, now: {[expected_key.get(k) for k in differs]}); "
+                "rebuild it with `dvc repro encode`"
+            )
+    return {split: CacheSplit(root, split) for split in ("train", "val")}
+
+
+@dataclass
+class CachedTopdownData:
+    """Training batches from cached crops: augmentation and encoding applied batch-wise.
+
+    ``batch(indices, epoch)`` -> {"inputs": (B, 3, h, w) float32, "targets": codec targets,
+    "keys": (B,) int64}. Randomness is keyed by (seed, epoch, sample index), so a sample
+    gets the same augmentation whichever process or batch it lands in.
+    """
+
+    split: CacheSplit
+    pipeline: Compose
+    seed: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.split)
+
+    def batch(self, indices: Sequence[int], epoch: int) -> dict[str, Any]:
+        idx = np.asarray(indices, dtype=np.int64)
+        images = torch.from_numpy(self.split.images(idx)).permute(0, 3, 1, 2).to(self.device)
+        batch = make_topdown_batch(
+            images,
+            torch.from_numpy(self.split.keypoints[idx]).to(self.device),
+            torch.from_numpy(self.split.visible[idx]).to(self.device),
+            torch.from_numpy(idx).to(self.device),
+            bbox=torch.from_numpy(self.split.bbox[idx]).to(self.device),
+        )
+        out = self.pipeline(batch, KeyedRNG(self.seed, epoch))
+        return {"inputs": out["images"], "targets": out["targets"], "keys": out["keys"], "warp": out["warp"]}
