@@ -117,7 +117,10 @@ def test_dvc_yaml_lists_every_param_a_stage_reads(repo_root: Path) -> None:
     [
         ({"name": "nope"}, "model.codec: unknown codec 'nope'"),
         ({"name": "msra_heatmap", "heatmap_size": [48, 64], "sigmaa": 2}, "has no field(s) sigmaa"),
-        ({"name": "msra_heatmap", "heatmap_size": [48, 64], "input_size": [1, 2]}, "model.codec.input_size: not allowed"),
+        (
+            {"name": "msra_heatmap", "heatmap_size": [48, 64], "input_size": [1, 2]},
+            "model.codec.input_size: not allowed",
+        ),
         ({"heatmap_size": [48, 64]}, "model.codec.name: required"),
     ],
 )

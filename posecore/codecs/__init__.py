@@ -14,3 +14,23 @@ To add a codec: write a module here with a frozen dataclass subclassing
 :class:`posecore.codecs.base.Codec`, decorate it with ``@register_codec("name")`` and
 import the module below. Registry-driven tests pick it up automatically.
 """
+
+from .base import Codec, available_codecs, build_codec, codec_class, register_codec
+from .integral_regression import IntegralRegression
+from .msra_heatmap import MSRAHeatmap
+from .regression import Regression
+from .simcc import SimCC
+from .udp_heatmap import UDPHeatmap
+
+__all__ = [
+    "Codec",
+    "IntegralRegression",
+    "MSRAHeatmap",
+    "Regression",
+    "SimCC",
+    "UDPHeatmap",
+    "available_codecs",
+    "build_codec",
+    "codec_class",
+    "register_codec",
+]

@@ -37,7 +37,7 @@ import colorsys
 import math
 import multiprocessing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from functools import cache, cached_property
 from pathlib import Path
@@ -102,7 +102,10 @@ _OWNERS: dict[str, tuple[Part, ...]] = {
     "left_ankle": (Part.L_SHANK, Part.L_FOOT),
     "right_ankle": (Part.R_SHANK, Part.R_FOOT),
 }
-_FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+_FACE_FACING = {"nose": -0.1, "left_eye": 0.15, "right_eye": 0.15, "left_ear": -0.35, "right_ear": -0.35}
+"""A face feature is visible when its outward normal's depth component exceeds this."""
+_TORSO_HIDES = -0.6
+"""A shoulder or hip is behind the trunk when its outward normal's depth component is below this."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -190,8 +193,9 @@ class Figure:
 class SceneOptions:
     """What goes into an image besides people.
 
-    ``clutter=False`` gives a flat ``flat_color`` background and no lighting jitter, noise
-    or blur; ``yaw`` fixes every person's facing (radians) instead of sampling it.
+    ``clutter=False`` gives people alone on a flat ``flat_color`` background: no shapes,
+    seats, lighting jitter, noise or blur. ``yaw`` fixes every person's facing (radians)
+    instead of sampling it.
     """
 
     clutter: bool = True
@@ -294,87 +298,137 @@ def sample_build(rng: np.random.Generator) -> Build:
     )
 
 
+Span = tuple[float, float]
+_ARM_LIMITS: tuple[Span, Span, Span, Span] = ((-60, 180), (-15, 180), (0, 150), (-90, 90))
+_LEG_LIMITS: tuple[Span, Span, Span, Span] = ((-30, 130), (-15, 50), (0, 155), (-30, 30))
+_GESTURES: dict[str, tuple[Span, Span, Span, Span]] = {
+    "hanging": ((-15, 25), (5, 22), (0, 35), (-30, 20)),
+    "overhead": ((100, 175), (5, 45), (0, 50), (-30, 30)),
+    "sideways": ((-15, 30), (60, 110), (0, 70), (-20, 60)),
+    "hand_on_hip": ((-25, 0), (35, 55), (85, 115), (-85, -60)),
+    "pointing": ((50, 100), (-5, 35), (0, 25), (-20, 20)),
+    "waving": ((0, 30), (55, 100), (70, 125), (60, 90)),
+    "folded": ((5, 35), (5, 25), (80, 120), (-80, -45)),
+}
+
+
+def _limb(rng: np.random.Generator, limits: tuple[Span, Span, Span, Span], *spans: Span) -> LimbPose:
+    """Angles drawn uniformly from ``spans`` (flexion, abduction, bend, twist; degrees),
+    clipped to the joint's anatomical ``limits``."""
+    values = [min(max(rng.uniform(*span), lo), hi) * _DEG for span, (lo, hi) in zip(spans, limits, strict=True)]
+    return LimbPose(*values)
+
+
+def _arm(rng: np.random.Generator, gesture: str) -> LimbPose:
+    return _limb(rng, _ARM_LIMITS, *_GESTURES[gesture])
+
+
+def _gesture(rng: np.random.Generator, weights: dict[str, float]) -> str:
+    names = list(weights)
+    p = np.array([weights[n] for n in names])
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
 def _deg(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi)) * _DEG
 
 
-_ARM_LIMITS = ((-60, 180), (-15, 180), (0, 150), (-90, 90))
-_LEG_LIMITS = ((-30, 130), (-15, 50), (0, 155), (-30, 30))
+def _standing(rng: np.random.Generator) -> Pose:
+    legs = [_limb(rng, _LEG_LIMITS, (-8, 12), (0, 12), (0, 12), (-10, 20)) for _ in range(2)]
+    weights = {"hanging": 12, "overhead": 1, "sideways": 1, "hand_on_hip": 2, "pointing": 1, "waving": 1, "folded": 2}
+    arms = [_arm(rng, _gesture(rng, weights)) for _ in range(2)]
+    return Pose(
+        lean=_deg(rng, -6, 8),
+        side_lean=_deg(rng, -5, 5),
+        twist=_deg(rng, -12, 12),
+        arms=(arms[0], arms[1]),
+        legs=(legs[0], legs[1]),
+    )
 
 
-def _limb(
-    limits: tuple[tuple[float, float], ...], flexion: float, abduction: float, bend: float, twist: float
-) -> LimbPose:
-    values = [
-        min(max(v, lo * _DEG), hi * _DEG) for v, (lo, hi) in zip((flexion, abduction, bend, twist), limits, strict=True)
+def _walking(rng: np.random.Generator, run: bool) -> Pose:
+    amp = rng.uniform(30, 55) if run else rng.uniform(15, 35)
+    phase = rng.uniform(-1, 1)
+    legs, arms = [], []
+    for hip in (amp * phase, -amp * phase):
+        knee = (30, 110) if run and hip < 0 else ((5, 40) if hip < 0 else (0, 25))
+        legs.append(_limb(rng, _LEG_LIMITS, (hip - 3, hip + 3), (0, 8), knee, (-5, 15)))
+        swing = -0.9 * hip
+        elbow = (70, 105) if run else (5, 45)
+        arms.append(_limb(rng, _ARM_LIMITS, (swing - 6, swing + 6), (5, 18), elbow, (-25, 10)))
+    lean = _deg(rng, 5, 18) if run else _deg(rng, -3, 8)
+    return Pose(
+        lean=lean,
+        side_lean=_deg(rng, -4, 4),
+        twist=_deg(rng, -12, 12),
+        arms=(arms[0], arms[1]),
+        legs=(legs[0], legs[1]),
+    )
+
+
+def _gesturing(rng: np.random.Generator) -> Pose:
+    legs = [_limb(rng, _LEG_LIMITS, (-10, 15), (0, 25), (0, 20), (-10, 20)) for _ in range(2)]
+    weights = {
+        "hanging": 2,
+        "overhead": 4,
+        "sideways": 3,
+        "hand_on_hip": 2.5,
+        "pointing": 2,
+        "waving": 2,
+        "folded": 1.5,
+    }
+    left = _gesture(rng, weights)
+    right = left if rng.random() < 0.3 else _gesture(rng, weights)
+    arms = (_arm(rng, left), _arm(rng, right))
+    return Pose(
+        lean=_deg(rng, -8, 10), side_lean=_deg(rng, -8, 8), twist=_deg(rng, -15, 15), arms=arms, legs=(legs[0], legs[1])
+    )
+
+
+def _sitting(rng: np.random.Generator) -> Pose:
+    legs = [_limb(rng, _LEG_LIMITS, (75, 100), (0, 20), (70, 105), (-10, 15)) for _ in range(2)]
+    arms = [
+        _arm(rng, "folded") if rng.random() < 0.5 else _limb(rng, _ARM_LIMITS, (0, 50), (5, 20), (20, 90), (-40, 0))
+        for _ in range(2)
     ]
-    return LimbPose(*values)
+    return Pose(
+        lean=_deg(rng, -10, 15),
+        side_lean=_deg(rng, -5, 5),
+        twist=_deg(rng, -10, 10),
+        arms=(arms[0], arms[1]),
+        legs=(legs[0], legs[1]),
+        seated=True,
+    )
 
 
-def _arm(rng: np.random.Generator, gesture: int) -> LimbPose:
-    """One of: 0 hanging, 1 overhead, 2 sideways, 3 hand on hip, 4 pointing, 5 waving, 6 folded."""
-    d = lambda lo, hi: _deg(rng, lo, hi)  # noqa: E731
-    if gesture == 1:
-        return _limb(_ARM_LIMITS, d(100, 175), d(5, 45), d(0, 50), d(-30, 30))
-    if gesture == 2:
-        return _limb(_ARM_LIMITS, d(-15, 30), d(60, 110), d(0, 70), d(-20, 60))
-    if gesture == 3:
-        return _limb(_ARM_LIMITS, d(-25, 0), d(35, 55), d(85, 115), d(-85, -60))
-    if gesture == 4:
-        return _limb(_ARM_LIMITS, d(50, 100), d(-5, 35), d(0, 25), d(-20, 20))
-    if gesture == 5:
-        return _limb(_ARM_LIMITS, d(0, 30), d(55, 100), d(70, 125), d(60, 90))
-    if gesture == 6:
-        return _limb(_ARM_LIMITS, d(5, 35), d(5, 25), d(80, 120), d(-80, -45))
-    return _limb(_ARM_LIMITS, d(-15, 25), d(5, 22), d(0, 35), d(-30, 20))
+def _crouching(rng: np.random.Generator) -> Pose:
+    legs = [_limb(rng, _LEG_LIMITS, (95, 130), (8, 30), (100, 145), (-5, 20)) for _ in range(2)]
+    arms = [_limb(rng, _ARM_LIMITS, (10, 75), (5, 30), (10, 80), (-40, 10)) for _ in range(2)]
+    return Pose(
+        lean=_deg(rng, 20, 50),
+        side_lean=_deg(rng, -6, 6),
+        twist=_deg(rng, -10, 10),
+        arms=(arms[0], arms[1]),
+        legs=(legs[0], legs[1]),
+    )
+
+
+_POSES: tuple[tuple[float, Callable[[np.random.Generator], Pose]], ...] = (
+    (0.22, _standing),
+    (0.20, lambda rng: _walking(rng, run=False)),
+    (0.08, lambda rng: _walking(rng, run=True)),
+    (0.24, _gesturing),
+    (0.12, _sitting),
+    (0.14, _crouching),
+)
 
 
 def sample_pose(rng: np.random.Generator) -> Pose:
-    """A random whole-body pose: standing, walking, running, gesturing, sitting or crouching."""
-    d = lambda lo, hi: _deg(rng, lo, hi)  # noqa: E731
-    head = dict(head_yaw=d(-35, 35), head_pitch=d(-15, 20), head_roll=d(-12, 12))
-    kind = rng.choice(6, p=[0.22, 0.2, 0.08, 0.24, 0.12, 0.14])
-    if kind == 0:
-        legs = tuple(_limb(_LEG_LIMITS, d(-8, 12), d(0, 12), d(0, 12), d(-10, 20)) for _ in range(2))
-        arms = tuple(_arm(rng, int(rng.choice(7, p=[0.6, 0.05, 0.05, 0.1, 0.05, 0.05, 0.1]))) for _ in range(2))
-        return Pose(lean=d(-6, 8), side_lean=d(-5, 5), twist=d(-12, 12), arms=arms, legs=legs, **head)  # type: ignore[arg-type]
-    if kind in (1, 2):
-        run = kind == 2
-        amp = d(30, 55) if run else d(15, 35)
-        phase = rng.uniform(-1, 1)
-        hips = (amp * phase, -amp * phase)
-        legs = tuple(
-            _limb(
-                _LEG_LIMITS,
-                h + d(-3, 3),
-                d(0, 8),
-                d(30, 110) if (run and h < 0) else (d(5, 40) if h < 0 else d(0, 25)),
-                d(-5, 15),
-            )
-            for h in hips
-        )
-        arms = tuple(
-            _limb(_ARM_LIMITS, -0.9 * h + d(-6, 6), d(5, 18), d(70, 105) if run else d(5, 45), d(-25, 10)) for h in hips
-        )
-        lean = d(5, 18) if run else d(-3, 8)
-        return Pose(lean=lean, side_lean=d(-4, 4), twist=d(-12, 12), arms=arms, legs=legs, **head)  # type: ignore[arg-type]
-    if kind == 3:
-        legs = tuple(_limb(_LEG_LIMITS, d(-10, 15), d(0, 25), d(0, 20), d(-10, 20)) for _ in range(2))
-        gestures = rng.choice(7, size=2, p=[0.12, 0.22, 0.18, 0.14, 0.12, 0.12, 0.1])
-        if rng.random() < 0.3:
-            gestures[1] = gestures[0]
-        arms = tuple(_arm(rng, int(g)) for g in gestures)
-        return Pose(lean=d(-8, 10), side_lean=d(-8, 8), twist=d(-15, 15), arms=arms, legs=legs, **head)  # type: ignore[arg-type]
-    if kind == 4:
-        legs = tuple(_limb(_LEG_LIMITS, d(75, 100), d(0, 20), d(70, 105), d(-10, 15)) for _ in range(2))
-        arms = tuple(
-            _arm(rng, 6) if rng.random() < 0.5 else _limb(_ARM_LIMITS, d(0, 50), d(5, 20), d(20, 90), d(-40, 0))
-            for _ in range(2)
-        )
-        return Pose(lean=d(-10, 15), side_lean=d(-5, 5), twist=d(-10, 10), arms=arms, legs=legs, seated=True, **head)  # type: ignore[arg-type]
-    legs = tuple(_limb(_LEG_LIMITS, d(95, 130), d(8, 30), d(100, 145), d(-5, 20)) for _ in range(2))
-    arms = tuple(_limb(_ARM_LIMITS, d(10, 75), d(5, 30), d(10, 80), d(-40, 10)) for _ in range(2))
-    return Pose(lean=d(20, 50), side_lean=d(-6, 6), twist=d(-10, 10), arms=arms, legs=legs, **head)  # type: ignore[arg-type]
+    """A random whole-body pose: standing, walking, running, gesturing, sitting or crouching,
+    with the head turned, nodded and tilted a little."""
+    weights = np.array([w for w, _ in _POSES])
+    body = _POSES[int(rng.choice(len(_POSES), p=weights / weights.sum()))][1](rng)
+    return replace(body, head_yaw=_deg(rng, -35, 35), head_pitch=_deg(rng, -15, 20), head_roll=_deg(rng, -12, 12))
 
 
 def sample_yaw(rng: np.random.Generator) -> float:
@@ -517,6 +571,10 @@ class View:
     def depth(self, v: np.ndarray) -> float:
         return float(self._depth @ v)
 
+    def depths(self, v: np.ndarray) -> np.ndarray:
+        """Depths (N,) of body points (N, 3)."""
+        return v @ self._depth
+
 
 def _fixed(pts: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(pts, dtype=np.float64) * _ONE).astype(np.int32).reshape(-1, 1, 2)
@@ -537,12 +595,17 @@ def _arc(n: int, full: bool) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(t)[:, None], np.sin(t)[:, None]
 
 
-def _capsule(a: np.ndarray, b: np.ndarray, ra: float, rb: float, n: int = 7) -> np.ndarray:
-    """Outline (2n, 2) of a tapered capsule from ``a`` (radius ``ra``) to ``b`` (``rb``)."""
+def _ring(a: np.ndarray, b: np.ndarray, n: int = 7) -> np.ndarray:
+    """Unit half-circle (n, 2) around the end ``b`` of the segment from ``a``."""
     u = _unit(b - a)
-    nv = np.array([-u[1], u[0]])
     cos, sin = _arc(n, False)
-    ring = cos * nv + sin * u
+    return cos * np.array([-u[1], u[0]]) + sin * u
+
+
+def _capsule(a: np.ndarray, b: np.ndarray, ra: float, rb: float, ring: np.ndarray | None = None) -> np.ndarray:
+    """Outline (2n, 2) of a tapered capsule from ``a`` (radius ``ra``) to ``b`` (``rb``);
+    ``ring`` is :func:`_ring` of the segment's direction when already known."""
+    ring = _ring(a, b) if ring is None else ring
     return np.concatenate([b + rb * ring, a - ra * ring])
 
 
@@ -558,10 +621,9 @@ def _fill(img: np.ndarray, poly: np.ndarray, color: Iterable[float] | int, aa: b
 
 
 def _shade(color: Iterable[float], factor: float) -> Color:
-    c = np.asarray(list(color), dtype=np.float64)
-    c = c * factor if factor <= 1 else c + (255 - c) * (factor - 1)
-    c = np.clip(c, 0, 255)
-    return (float(c[0]), float(c[1]), float(c[2]))
+    """Darker (``factor`` < 1, scaled) or lighter (> 1, moved towards white) ``color``."""
+    r, g, b = (min(max(c * factor if factor <= 1 else c + (255 - c) * (factor - 1), 0.0), 255.0) for c in color)
+    return (r, g, b)
 
 
 @dataclass
@@ -574,8 +636,10 @@ class _Canvas:
 
     def limb(self, a: np.ndarray, b: np.ndarray, ra: float, rb: float, color: Color, label: int) -> None:
         """A shaded tapered cylinder: dark rim, base body and a highlight towards the light."""
-        _fill(self.labels, _capsule(a, b, ra, rb), label, aa=False)
-        _fill(self.image, _capsule(a, b, ra, rb), _shade(color, 0.6))
+        ring = _ring(a, b)
+        outline = _capsule(a, b, ra, rb, ring)
+        _fill(self.labels, outline, label, aa=False)
+        _fill(self.image, outline, _shade(color, 0.6))
         if max(ra, rb) < 1.2:
             return
         u = _unit(b - a)
@@ -583,7 +647,7 @@ class _Canvas:
         s = 1.0 if float(nv @ self.light) >= 0 else -1.0
         for scale, off, factor in ((0.78, 0.2, 1.0), (0.32, 0.45, 1.25)):
             da, db = s * off * ra * nv, s * off * rb * nv
-            _fill(self.image, _capsule(a + da, b + db, scale * ra, scale * rb), _shade(color, factor))
+            _fill(self.image, _capsule(a + da, b + db, scale * ra, scale * rb, ring), _shade(color, factor))
 
     def blob(
         self, poly_at: Callable[[float, np.ndarray], np.ndarray], size: float, color: Color, label: int | None
@@ -619,7 +683,7 @@ class _Placed:
         names = list(sk.points)
         pts = np.array([sk.points[k] for k in names])
         xy = view.project(pts)
-        z = pts @ view._depth
+        z = view.depths(pts)
         return cls(figure, view, sk, dict(zip(names, xy, strict=True)), dict(zip(names, z.tolist(), strict=True)))
 
     def moved(self, dx: float, dy: float) -> _Placed:
@@ -632,6 +696,10 @@ class _Placed:
     def facing(self, name: str) -> float:
         """Depth component of the outward normal at ``name`` (1: faces the viewer)."""
         return self.view.depth(self.skel.normals[name])
+
+    def shows(self, name: str) -> bool:
+        """Whether face feature ``name`` is on the near side of the head (drawn and labelled)."""
+        return self.facing(name) > _FACE_FACING[name]
 
     @cached_property
     def extent(self) -> tuple[float, float, float, float]:
@@ -681,118 +749,124 @@ def _torso_outline(pl: _Placed, t_lo: float, t_hi: float) -> np.ndarray:
 
 
 def _draw_head(cv: _Canvas, pl: _Placed, label: int) -> None:
-    fig, v = pl.figure, pl.view
-    b, o = fig.build, fig.outfit
-    s = v.scale
+    """Head ellipse (hair, or skin when bald), face patch, ears, nose, mouth and eyes; face
+    features only where :meth:`_Placed.shows` says they face the viewer."""
+    b, o, v = pl.figure.build, pl.figure.outfit, pl.view
     c = pl.p2["head"]
-    up = _unit(v.direction(pl.skel.head @ np.array([0.0, 1.0, 0.0])), (math.sin(v.roll), -math.cos(v.roll)))
-    if float(np.hypot(*v.direction(pl.skel.head @ np.array([0.0, 1.0, 0.0])))) < 0.3:
-        up = np.array([math.sin(v.roll), -math.cos(v.roll)])
-    rx, ry = b.head_rx * s, b.head_ry * s
+    head_up = v.direction(pl.skel.head @ np.array([0.0, 1.0, 0.0]))
+    up = _unit(head_up) if math.hypot(*head_up) >= 0.3 else np.array([math.sin(v.roll), -math.cos(v.roll)])
+    rx, ry = b.head_rx * v.scale, b.head_ry * v.scale
     front = pl.skel.head @ np.array([0.0, 0.0, 1.0])
     face_depth = v.depth(front)
     face_dir = v.direction(front)
 
-    for name in ("left_ear", "right_ear"):
-        if pl.facing(name) > -0.35 and pl.facing(name) <= 0.25:
-            cv.blob(
-                lambda k, off, p=pl.p2[name]: _ellipse(p + off, 0.2 * rx * k, 0.33 * ry * k, up, 12),
-                0.2 * rx,
-                _shade(o.skin, 0.9),
-                label,
-            )
-    head_color = o.skin if o.bald else o.hair
-    cv.blob(lambda k, off: _ellipse(c + off, rx * k, ry * k, up), rx, head_color, label)
+    def ear(name: str) -> None:
+        at = pl.p2[name]
+        cv.blob(
+            lambda k, off: _ellipse(at + off, 0.2 * rx * k, 0.33 * ry * k, up, 12), 0.2 * rx, _shade(o.skin, 0.9), label
+        )
+
+    side_ears = [n for n in ("left_ear", "right_ear") if pl.shows(n) and pl.facing(n) <= 0.25]
+    near_ears = [n for n in ("left_ear", "right_ear") if pl.shows(n) and pl.facing(n) > 0.25]
+    for name in side_ears:
+        ear(name)
+    cv.blob(lambda k, off: _ellipse(c + off, rx * k, ry * k, up), rx, o.skin if o.bald else o.hair, label)
     if face_depth > -0.35:
         fc = c + 0.5 * rx * face_dir - 0.14 * ry * up
         fw = rx * (0.5 + 0.4 * max(face_depth, 0.0))
         cv.blob(lambda k, off: _ellipse(fc + off, fw * k, 0.8 * ry * k, up), fw, o.skin, None)
-    for name in ("left_ear", "right_ear"):
-        if pl.facing(name) > 0.25:
-            cv.blob(
-                lambda k, off, p=pl.p2[name]: _ellipse(p + off, 0.2 * rx * k, 0.33 * ry * k, up, 12),
-                0.2 * rx,
-                _shade(o.skin, 0.9),
-                label,
-            )
-    if pl.facing("nose") > -0.1:
+    for name in near_ears:
+        ear(name)
+    if pl.shows("nose"):
         nose_r = max(0.13 * rx, 0.6)
-        a, tip = pl.p2["nose_root"], pl.p2["nose"]
-        _fill(cv.labels, _capsule(a, tip, nose_r, nose_r), label, aa=False)
-        _fill(cv.image, _capsule(a, tip, nose_r, 0.9 * nose_r), _shade(o.skin, 0.8))
+        root, tip = pl.p2["nose_root"], pl.p2["nose"]
+        _fill(cv.labels, _capsule(root, tip, nose_r, nose_r), label, aa=False)
+        _fill(cv.image, _capsule(root, tip, nose_r, 0.9 * nose_r), _shade(o.skin, 0.8))
     if face_depth > 0.2:
-        mouth_c = c + 0.6 * rx * face_dir - 0.5 * ry * up
-        m_side = np.array([-up[1], up[0]]) * 0.25 * rx * max(face_depth, 0.3)
-        cv2.line(cv.image, _point(mouth_c - m_side), _point(mouth_c + m_side), (120, 40, 40), 1, cv2.LINE_AA, _SHIFT)
+        mouth = c + 0.6 * rx * face_dir - 0.5 * ry * up
+        half = np.array([-up[1], up[0]]) * 0.25 * rx * max(face_depth, 0.3)
+        cv2.line(cv.image, _point(mouth - half), _point(mouth + half), (120, 40, 40), 1, cv2.LINE_AA, _SHIFT)
     for name in ("left_eye", "right_eye"):
-        if pl.facing(name) > 0.15:
-            p = pl.p2[name]
+        if pl.shows(name):
+            at = pl.p2[name]
             if rx > 6:
-                _fill(cv.image, _ellipse(p, 0.17 * rx, 0.11 * ry, up, 12), (245, 245, 245))
-            _fill(cv.image, _ellipse(p, max(0.09 * rx, 0.55), max(0.08 * ry, 0.55), up, 10), (25, 20, 20))
+                _fill(cv.image, _ellipse(at, 0.17 * rx, 0.11 * ry, up, 12), (245, 245, 245))
+            _fill(cv.image, _ellipse(at, max(0.09 * rx, 0.55), max(0.08 * ry, 0.55), up, 10), (25, 20, 20))
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A limb segment between two side-prefixed points: radii at both ends (body units, times
+    girth), the (left, right) parts, and a depth bias that puts arms over the trunk and legs
+    under it where depths tie."""
+
+    start: str
+    end: str
+    radii: tuple[float, float]
+    parts: tuple[Part, Part]
+    bias: float
+
+
+_SEGMENTS = (
+    _Segment("shoulder", "elbow", (0.031, 0.024), (Part.L_UPPER_ARM, Part.R_UPPER_ARM), 0.012),
+    _Segment("elbow", "wrist", (0.023, 0.018), (Part.L_FOREARM, Part.R_FOREARM), 0.014),
+    _Segment("wrist", "hand", (0.02, 0.017), (Part.L_HAND, Part.R_HAND), 0.016),
+    _Segment("hip", "knee", (0.052, 0.037), (Part.L_THIGH, Part.R_THIGH), -0.01),
+    _Segment("knee", "ankle", (0.036, 0.024), (Part.L_SHANK, Part.R_SHANK), -0.008),
+    _Segment("heel", "toe", (0.024, 0.02), (Part.L_FOOT, Part.R_FOOT), -0.006),
+)
+
+
+def _part_color(o: Outfit, part: Part) -> Color:
+    if part in (Part.L_UPPER_ARM, Part.R_UPPER_ARM, Part.TORSO):
+        return o.shirt
+    if part in (Part.L_FOREARM, Part.R_FOREARM):
+        return o.shirt if o.long_sleeves else o.skin
+    if part in (Part.L_THIGH, Part.R_THIGH):
+        return o.pants
+    if part in (Part.L_SHANK, Part.R_SHANK):
+        return o.pants if o.long_pants else o.skin
+    if part in (Part.L_FOOT, Part.R_FOOT):
+        return o.shoes
+    return o.skin
+
+
+def _draw_torso(cv: _Canvas, pl: _Placed, label: int) -> None:
+    """Shirt and pelvis polygons, with a V-neck when the chest faces the viewer."""
+    b, o, v = pl.figure.build, pl.figure.outfit, pl.view
+    size = 0.5 * b.shoulder_half * v.scale
+    for poly, color in ((_torso_outline(pl, -1.0, 0.1), o.pants), (_torso_outline(pl, 0.05, 2.0), o.shirt)):
+        centre = poly.mean(axis=0)
+        cv.blob(lambda k, off, poly=poly, centre=centre: centre + off + k * (poly - centre), size, color, label)
+    chest = v.depth(pl.skel.torso @ np.array([0.0, 0.0, 1.0]))
+    if chest > 0.3:
+        neck, pelvis = pl.p2["neck"], pl.p2["pelvis"]
+        spine = pelvis - neck
+        at = neck + v.direction(pl.skel.torso @ np.array([0.0, 0.0, 0.06 * b.girth])) * v.scale
+        across = _unit(np.array([-spine[1], spine[0]]), (1.0, 0.0)) * 0.3 * b.shoulder_half * v.scale * chest
+        _fill(cv.image, np.array([at + across, at + 0.16 * spine, at - across]), o.skin)
 
 
 def _draw_person(cv: _Canvas, pl: _Placed, index: int) -> None:
-    """Draw one person far to near into the image and the label map."""
-    fig, v = pl.figure, pl.view
-    b, o = fig.build, fig.outfit
-    s, g = v.scale, fig.build.girth
+    """Draw one person's parts far to near into the image and the label map."""
+    b, o, v = pl.figure.build, pl.figure.outfit, pl.view
+    r = v.scale * b.girth
     base = 1 + index * _PARTS_PER_PERSON
     p, dep = pl.p2, pl.depth
     jobs: list[tuple[float, Callable[[], None]]] = []
+    for seg in _SEGMENTS:
+        for side, part in zip(("left", "right"), seg.parts, strict=True):
+            a, c = f"{side}_{seg.start}", f"{side}_{seg.end}"
 
-    def limb(a: str, c: str, ra: float, rc: float, color: Color, part: Part, bias: float = 0.0) -> None:
-        d = 0.5 * (dep[a] + dep[c]) + bias
-        jobs.append((d, lambda: cv.limb(p[a], p[c], ra * s * g, rc * s * g, color, base + part)))
+            def draw(a: str = a, c: str = c, part: Part = part, seg: _Segment = seg) -> None:
+                cv.limb(p[a], p[c], seg.radii[0] * r, seg.radii[1] * r, _part_color(o, part), base + part)
 
-    for side in ("left", "right"):
-        arm_parts = (
-            (Part.L_UPPER_ARM, Part.L_FOREARM, Part.L_HAND)
-            if side == "left"
-            else (Part.R_UPPER_ARM, Part.R_FOREARM, Part.R_HAND)
-        )
-        leg_parts = (
-            (Part.L_THIGH, Part.L_SHANK, Part.L_FOOT) if side == "left" else (Part.R_THIGH, Part.R_SHANK, Part.R_FOOT)
-        )
-        forearm_color = o.shirt if o.long_sleeves else o.skin
-        shank_color = o.pants if o.long_pants else o.skin
-        limb(f"{side}_shoulder", f"{side}_elbow", 0.031, 0.024, o.shirt, arm_parts[0], 0.012)
-        limb(f"{side}_elbow", f"{side}_wrist", 0.023, 0.018, forearm_color, arm_parts[1], 0.014)
-        limb(f"{side}_wrist", f"{side}_hand", 0.02, 0.017, o.skin, arm_parts[2], 0.016)
-        limb(f"{side}_hip", f"{side}_knee", 0.052, 0.037, o.pants, leg_parts[0], -0.01)
-        limb(f"{side}_knee", f"{side}_ankle", 0.036, 0.024, shank_color, leg_parts[1], -0.008)
-        limb(f"{side}_heel", f"{side}_toe", 0.024, 0.02, o.shoes, leg_parts[2], -0.006)
-
-    def torso() -> None:
-        label = base + Part.TORSO
-        shirt = _torso_outline(pl, 0.05, 2.0)
-        pants = _torso_outline(pl, -1.0, 0.1)
-        size = 0.5 * b.shoulder_half * s
-        for poly, color in ((pants, o.pants), (shirt, o.shirt)):
-            centre = poly.mean(axis=0)
-            cv.blob(lambda k, off, poly=poly, centre=centre: centre + off + k * (poly - centre), size, color, label)
-        front = v.depth(pl.skel.torso @ np.array([0.0, 0.0, 1.0]))
-        if front > 0.3:
-            neck, pelvis = p["neck"], p["pelvis"]
-            fwd = v.direction(pl.skel.torso @ np.array([0.0, 0.0, 0.06 * g])) * s
-            down = (pelvis - neck) * 0.16
-            across = (
-                _unit(np.array([-(pelvis - neck)[1], (pelvis - neck)[0]]), (1.0, 0.0))
-                * 0.3
-                * b.shoulder_half
-                * s
-                * front
-            )
-            _fill(cv.image, np.array([neck + fwd + across, neck + fwd + down, neck + fwd - across]), o.skin)
-
-    jobs.append((dep["pelvis"], torso))
-    neck_top = p["head"] + v.direction(pl.skel.head @ np.array([0.0, -0.6 * b.head_ry, 0.0])) * s
+            jobs.append((0.5 * (dep[a] + dep[c]) + seg.bias, draw))
+    neck_top = p["head"] + v.direction(pl.skel.head @ np.array([0.0, -0.6 * b.head_ry, 0.0])) * v.scale
     jobs.append(
-        (
-            dep["neck"] - 0.03,
-            lambda: cv.limb(p["neck"], neck_top, 0.028 * s * g, 0.025 * s * g, o.skin, base + Part.NECK),
-        )
+        (dep["neck"] - 0.03, lambda: cv.limb(p["neck"], neck_top, 0.028 * r, 0.025 * r, o.skin, base + Part.NECK))
     )
+    jobs.append((dep["pelvis"], lambda: _draw_torso(cv, pl, base + Part.TORSO)))
     jobs.append((dep["head"] + 0.04, lambda: _draw_head(cv, pl, base + Part.HEAD)))
     for _, job in sorted(jobs, key=lambda j: j[0]):
         job()
@@ -992,11 +1066,9 @@ def _annotate(pl: _Placed, index: int, labels: np.ndarray) -> PersonAnnotation |
         x, y = np.round(pl.p2[name], 2)
         if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
             continue
-        if name in _FACE:
-            limit = {"nose": -0.1, "left_ear": -0.35, "right_ear": -0.35}.get(name, 0.15)
-            if pl.facing(name) <= limit:
-                continue
-        hidden = name.endswith(("shoulder", "hip")) and pl.facing(name) < -0.6
+        if name in _FACE_FACING and not pl.shows(name):
+            continue
+        hidden = name.endswith(("shoulder", "hip")) and pl.facing(name) < _TORSO_HIDES
         label = int(labels[int(round(y)), int(round(x))])
         owned = label - base in _OWNERS[name] and label >= base
         kps[k] = (x, y, 2 if owned and not hidden else 1)
@@ -1040,7 +1112,7 @@ def render_image(
         placed.append(_place(rng, fig, width, height, [pl.extent for pl in placed]))
     placed.sort(key=lambda pl: pl.extent[3])
     for i, pl in enumerate(placed):
-        if pl.figure.pose.seated:
+        if pl.figure.pose.seated and options.clutter:
             _draw_seat(cv, pl, rng)
         _draw_person(cv, pl, i)
     if options.occluders and placed:
@@ -1090,10 +1162,6 @@ def _render_job(job: _Job) -> list[PersonAnnotation]:
     return [PersonAnnotation(a.keypoints, a.bbox, a.area, np.zeros((0, 0), bool)) for a in anns]
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)
-
-
 def generate(params: SynthParams, out_dir: Path) -> dict[str, dict[str, int]]:
     """Write the dataset to ``out_dir`` atomically and return ``{split: {"images", "annotations"}}``.
 
@@ -1125,7 +1193,7 @@ def generate(params: SynthParams, out_dir: Path) -> dict[str, dict[str, int]]:
                 for i in range(sizes[split])
             ]
         if params.workers > 1:
-            with multiprocessing.get_context("fork").Pool(params.workers, initializer=_init_worker) as pool:
+            with multiprocessing.get_context("fork").Pool(params.workers) as pool:
                 results = pool.map(_render_job, jobs, chunksize=max(1, min(32, len(jobs) // (4 * params.workers))))
         else:
             results = [_render_job(job) for job in jobs]

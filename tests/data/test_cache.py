@@ -121,9 +121,9 @@ def test_val_split_is_fully_preprocessed(coco_sample: Path, cache: Path) -> None
 def test_cache_key_tracks_what_it_was_built_from(coco_sample: Path, cache: Path) -> None:
     spec = CacheSpec(context=3.0, crop_scale=4.0, shard_size=4)
     assert open_cache(cache, cache_key(coco_sample, spec, _codec()))
-    assert cache_key(coco_sample, CacheSpec(context=3.0, crop_scale=4.0, shard_size=4, workers=1), _codec()) == cache_key(
-        coco_sample, spec, _codec()
-    ), "workers changes speed only"
+    assert cache_key(
+        coco_sample, CacheSpec(context=3.0, crop_scale=4.0, shard_size=4, workers=1), _codec()
+    ) == cache_key(coco_sample, spec, _codec()), "workers changes speed only"
     with pytest.raises(ValueError, match="different codec"):
         open_cache(cache, cache_key(coco_sample, spec, _codec(sigma=3.0)))
     with pytest.raises(ValueError, match="different spec"):

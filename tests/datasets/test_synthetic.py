@@ -7,6 +7,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -122,8 +123,9 @@ def test_keypoints_sit_on_the_drawn_figure() -> None:
             assert drawn[rows, cols].all()
             assert ann.mask[rows, cols].all()
             n_visible += len(cols)
-            iou = np.count_nonzero(drawn & ann.mask) / np.count_nonzero(drawn | ann.mask)
-            assert iou > 0.8, iou
+            near_mask = cv2.dilate(ann.mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+            assert np.count_nonzero(drawn & ann.mask) >= 0.98 * np.count_nonzero(ann.mask)
+            assert np.count_nonzero(drawn & near_mask) >= 0.98 * np.count_nonzero(drawn)
     assert n_visible > 100
 
 
