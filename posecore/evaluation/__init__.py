@@ -1,0 +1,50 @@
+"""Evaluation: COCO keypoint AP/AR, PCK/PCKh/AUC/EPE/NME, OKS-NMS, and their CSV outputs.
+
+* :mod:`posecore.evaluation.functional` — vectorised numpy metrics and OKS-NMS (MMPose 1.x conventions);
+* :mod:`posecore.evaluation.coco` — :class:`CocoKeypointEvaluator` (rescoring, NMS, pycocotools);
+* :mod:`posecore.evaluation.keypoint_metrics` — split-level evaluators with per-keypoint tables;
+* :mod:`posecore.evaluation.reports` — per-keypoint and PCK-curve CSV writers.
+"""
+
+from posecore.evaluation.coco import (
+    STATS_NAMES,
+    CocoEvalOutput,
+    CocoKeypointEvaluator,
+    InstancePrediction,
+    KeypointPredictions,
+    rescore,
+)
+from posecore.evaluation.keypoint_metrics import (
+    AUCEvaluator,
+    EPEEvaluator,
+    MetricReport,
+    MpiiPCKhEvaluator,
+    NMEEvaluator,
+    PCKEvaluator,
+    bbox_sizes,
+    head_sizes_from_keypoints,
+    mpii_head_sizes,
+    torso_sizes,
+)
+from posecore.evaluation.reports import write_pck_curve_csv, write_per_keypoint_csv
+
+__all__ = [
+    "STATS_NAMES",
+    "AUCEvaluator",
+    "CocoEvalOutput",
+    "CocoKeypointEvaluator",
+    "EPEEvaluator",
+    "InstancePrediction",
+    "KeypointPredictions",
+    "MetricReport",
+    "MpiiPCKhEvaluator",
+    "NMEEvaluator",
+    "PCKEvaluator",
+    "bbox_sizes",
+    "head_sizes_from_keypoints",
+    "mpii_head_sizes",
+    "rescore",
+    "torso_sizes",
+    "write_pck_curve_csv",
+    "write_per_keypoint_csv",
+]
