@@ -50,11 +50,26 @@ from posecore.config import SynthParams
 from posecore.io import atomic_output_dir, atomic_write_json
 from posecore.metainfo import load_meta
 
+__all__ = [
+    "SPLITS",
+    "Build",
+    "Figure",
+    "LimbPose",
+    "Outfit",
+    "PersonAnnotation",
+    "Pose",
+    "SceneOptions",
+    "generate",
+    "image_rng",
+    "render_image",
+    "sample_figure",
+]
+
 SPLITS = ("train", "val")
 GENERATOR_VERSION = "1"
-JPEG_QUALITY = 90
+_JPEG_QUALITY = 90
 
-Color = tuple[float, float, float]
+_Color = tuple[float, float, float]
 
 _SHIFT = 4
 _ONE = 1 << _SHIFT
@@ -63,7 +78,7 @@ _PARTS_PER_PERSON = 16
 _DEG = math.pi / 180.0
 
 
-class Part(IntEnum):
+class _Part(IntEnum):
     """Drawn body parts; a person's pixels in the label map are ``1 + person * 16 + part``."""
 
     TORSO = 0
@@ -83,24 +98,24 @@ class Part(IntEnum):
     R_FOOT = 14
 
 
-_OWNERS: dict[str, tuple[Part, ...]] = {
-    "nose": (Part.HEAD,),
-    "left_eye": (Part.HEAD,),
-    "right_eye": (Part.HEAD,),
-    "left_ear": (Part.HEAD,),
-    "right_ear": (Part.HEAD,),
-    "left_shoulder": (Part.TORSO, Part.L_UPPER_ARM),
-    "right_shoulder": (Part.TORSO, Part.R_UPPER_ARM),
-    "left_elbow": (Part.L_UPPER_ARM, Part.L_FOREARM),
-    "right_elbow": (Part.R_UPPER_ARM, Part.R_FOREARM),
-    "left_wrist": (Part.L_FOREARM, Part.L_HAND),
-    "right_wrist": (Part.R_FOREARM, Part.R_HAND),
-    "left_hip": (Part.TORSO, Part.L_THIGH),
-    "right_hip": (Part.TORSO, Part.R_THIGH),
-    "left_knee": (Part.L_THIGH, Part.L_SHANK),
-    "right_knee": (Part.R_THIGH, Part.R_SHANK),
-    "left_ankle": (Part.L_SHANK, Part.L_FOOT),
-    "right_ankle": (Part.R_SHANK, Part.R_FOOT),
+_OWNERS: dict[str, tuple[_Part, ...]] = {
+    "nose": (_Part.HEAD,),
+    "left_eye": (_Part.HEAD,),
+    "right_eye": (_Part.HEAD,),
+    "left_ear": (_Part.HEAD,),
+    "right_ear": (_Part.HEAD,),
+    "left_shoulder": (_Part.TORSO, _Part.L_UPPER_ARM),
+    "right_shoulder": (_Part.TORSO, _Part.R_UPPER_ARM),
+    "left_elbow": (_Part.L_UPPER_ARM, _Part.L_FOREARM),
+    "right_elbow": (_Part.R_UPPER_ARM, _Part.R_FOREARM),
+    "left_wrist": (_Part.L_FOREARM, _Part.L_HAND),
+    "right_wrist": (_Part.R_FOREARM, _Part.R_HAND),
+    "left_hip": (_Part.TORSO, _Part.L_THIGH),
+    "right_hip": (_Part.TORSO, _Part.R_THIGH),
+    "left_knee": (_Part.L_THIGH, _Part.L_SHANK),
+    "right_knee": (_Part.R_THIGH, _Part.R_SHANK),
+    "left_ankle": (_Part.L_SHANK, _Part.L_FOOT),
+    "right_ankle": (_Part.R_SHANK, _Part.R_FOOT),
 }
 _FACE_FACING = {"nose": -0.1, "left_eye": 0.15, "right_eye": 0.15, "left_ear": -0.35, "right_ear": -0.35}
 """A face feature is visible when its outward normal's depth component exceeds this."""
@@ -137,11 +152,11 @@ class Build:
 class Outfit:
     """RGB colours (0-255) of a person's skin and clothes."""
 
-    skin: Color
-    shirt: Color
-    pants: Color
-    shoes: Color
-    hair: Color
+    skin: _Color
+    shirt: _Color
+    pants: _Color
+    shoes: _Color
+    hair: _Color
     long_sleeves: bool
     long_pants: bool
     bald: bool
@@ -248,17 +263,17 @@ _HAIR = ((20, 16, 14), (60, 40, 25), (110, 70, 35), (200, 160, 90), (150, 150, 1
 _PANTS = ((40, 60, 110), (30, 30, 35), (150, 130, 95), (70, 70, 75), (90, 40, 40))
 
 
-def _hsv(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]) -> Color:
+def _hsv(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]) -> _Color:
     r, g, b = colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(*sat), rng.uniform(*val))
     return (255 * r, 255 * g, 255 * b)
 
 
-def _jitter(rng: np.random.Generator, color: Iterable[float], amount: float) -> Color:
+def _jitter(rng: np.random.Generator, color: Iterable[float], amount: float) -> _Color:
     c = np.clip(np.asarray(list(color), dtype=np.float64) + rng.uniform(-amount, amount, 3), 0, 255)
     return (float(c[0]), float(c[1]), float(c[2]))
 
 
-def sample_outfit(rng: np.random.Generator) -> Outfit:
+def _sample_outfit(rng: np.random.Generator) -> Outfit:
     pants = (
         _jitter(rng, _PANTS[rng.integers(len(_PANTS))], 20) if rng.random() < 0.6 else _hsv(rng, (0.2, 0.8), (0.2, 0.8))
     )
@@ -274,7 +289,7 @@ def sample_outfit(rng: np.random.Generator) -> Outfit:
     )
 
 
-def sample_build(rng: np.random.Generator) -> Build:
+def _sample_build(rng: np.random.Generator) -> Build:
     base = Build()
     arm = rng.uniform(0.95, 1.05)
     leg = rng.uniform(0.95, 1.05)
@@ -298,10 +313,10 @@ def sample_build(rng: np.random.Generator) -> Build:
     )
 
 
-Span = tuple[float, float]
-_ARM_LIMITS: tuple[Span, Span, Span, Span] = ((-60, 180), (-15, 180), (0, 150), (-90, 90))
-_LEG_LIMITS: tuple[Span, Span, Span, Span] = ((-30, 130), (-15, 50), (0, 155), (-30, 30))
-_GESTURES: dict[str, tuple[Span, Span, Span, Span]] = {
+_Span = tuple[float, float]
+_ARM_LIMITS: tuple[_Span, _Span, _Span, _Span] = ((-60, 180), (-15, 180), (0, 150), (-90, 90))
+_LEG_LIMITS: tuple[_Span, _Span, _Span, _Span] = ((-30, 130), (-15, 50), (0, 155), (-30, 30))
+_GESTURES: dict[str, tuple[_Span, _Span, _Span, _Span]] = {
     "hanging": ((-15, 25), (5, 22), (0, 35), (-30, 20)),
     "overhead": ((100, 175), (5, 45), (0, 50), (-30, 30)),
     "sideways": ((-15, 30), (60, 110), (0, 70), (-20, 60)),
@@ -312,7 +327,7 @@ _GESTURES: dict[str, tuple[Span, Span, Span, Span]] = {
 }
 
 
-def _limb(rng: np.random.Generator, limits: tuple[Span, Span, Span, Span], *spans: Span) -> LimbPose:
+def _limb(rng: np.random.Generator, limits: tuple[_Span, _Span, _Span, _Span], *spans: _Span) -> LimbPose:
     """Angles drawn uniformly from ``spans`` (flexion, abduction, bend, twist; degrees),
     clipped to the joint's anatomical ``limits``."""
     values = [min(max(rng.uniform(*span), lo), hi) * _DEG for span, (lo, hi) in zip(spans, limits, strict=True)]
@@ -423,7 +438,7 @@ _POSES: tuple[tuple[float, Callable[[np.random.Generator], Pose]], ...] = (
 )
 
 
-def sample_pose(rng: np.random.Generator) -> Pose:
+def _sample_pose(rng: np.random.Generator) -> Pose:
     """A random whole-body pose: standing, walking, running, gesturing, sitting or crouching,
     with the head turned, nodded and tilted a little."""
     weights = np.array([w for w, _ in _POSES])
@@ -431,7 +446,7 @@ def sample_pose(rng: np.random.Generator) -> Pose:
     return replace(body, head_yaw=_deg(rng, -35, 35), head_pitch=_deg(rng, -15, 20), head_roll=_deg(rng, -12, 12))
 
 
-def sample_yaw(rng: np.random.Generator) -> float:
+def _sample_yaw(rng: np.random.Generator) -> float:
     """Facing: mostly towards the viewer, often in profile, sometimes from behind or anywhere."""
     kind = rng.choice(4, p=[0.45, 0.3, 0.15, 0.1])
     if kind == 0:
@@ -444,10 +459,10 @@ def sample_yaw(rng: np.random.Generator) -> float:
 
 
 def sample_figure(rng: np.random.Generator, yaw: float | None = None) -> Figure:
-    build = sample_build(rng)
-    outfit = sample_outfit(rng)
-    pose = sample_pose(rng)
-    return Figure(build, outfit, pose, sample_yaw(rng) if yaw is None else yaw)
+    build = _sample_build(rng)
+    outfit = _sample_outfit(rng)
+    pose = _sample_pose(rng)
+    return Figure(build, outfit, pose, _sample_yaw(rng) if yaw is None else yaw)
 
 
 # ---------------------------------------------------------------------------------------
@@ -484,7 +499,7 @@ def _limb_dirs(frame: np.ndarray, limb: LimbPose, side: int, knee: bool) -> tupl
 
 
 @dataclass(frozen=True)
-class Skeleton:
+class _Skeleton:
     """Named 3-D points (3,) in body units relative to the pelvis, the torso and head
     frames (3, 3), and outward unit normals (3,) of the points that can face away."""
 
@@ -494,7 +509,7 @@ class Skeleton:
     normals: dict[str, np.ndarray]
 
 
-def skeleton(fig: Figure) -> Skeleton:
+def _skeleton(fig: Figure) -> _Skeleton:
     b, p = fig.build, fig.pose
     torso = _rz(p.side_lean) @ _rx(p.lean) @ _ry(p.twist)
     head = torso @ _ry(p.head_yaw) @ _rx(p.head_pitch) @ _rz(p.head_roll)
@@ -533,7 +548,7 @@ def skeleton(fig: Figure) -> Skeleton:
     pts["nose"] = pts["head"] + head @ np.array([0, -0.22 * b.head_ry, 1.08 * rz])
     pts["nose_root"] = pts["head"] + head @ np.array([0, -0.02 * b.head_ry, 0.8 * rz])
     normals["nose"] = head @ np.array([0.0, -0.15, 1.0])
-    return Skeleton(pts, torso, head, normals)
+    return _Skeleton(pts, torso, head, normals)
 
 
 # ---------------------------------------------------------------------------------------
@@ -542,7 +557,7 @@ def skeleton(fig: Figure) -> Skeleton:
 
 
 @dataclass(frozen=True)
-class View:
+class _View:
     """Orthographic camera: image = origin + scale * R2(roll) @ (cam_x, -cam_y) pixels and
     depth = cam_z (body units, towards the viewer), where cam = Ry(yaw) @ body point."""
 
@@ -620,7 +635,7 @@ def _fill(img: np.ndarray, poly: np.ndarray, color: Iterable[float] | int, aa: b
     cv2.fillPoly(img, [_fixed(poly)], col, cv2.LINE_AA if aa else cv2.LINE_8, _SHIFT)
 
 
-def _shade(color: Iterable[float], factor: float) -> Color:
+def _shade(color: Iterable[float], factor: float) -> _Color:
     """Darker (``factor`` < 1, scaled) or lighter (> 1, moved towards white) ``color``."""
     r, g, b = (min(max(c * factor if factor <= 1 else c + (255 - c) * (factor - 1), 0.0), 255.0) for c in color)
     return (r, g, b)
@@ -634,7 +649,7 @@ class _Canvas:
     labels: np.ndarray
     light: np.ndarray
 
-    def limb(self, a: np.ndarray, b: np.ndarray, ra: float, rb: float, color: Color, label: int) -> None:
+    def limb(self, a: np.ndarray, b: np.ndarray, ra: float, rb: float, color: _Color, label: int) -> None:
         """A shaded tapered cylinder: dark rim, base body and a highlight towards the light."""
         ring = _ring(a, b)
         outline = _capsule(a, b, ra, rb, ring)
@@ -649,12 +664,10 @@ class _Canvas:
             da, db = s * off * ra * nv, s * off * rb * nv
             _fill(self.image, _capsule(a + da, b + db, scale * ra, scale * rb, ring), _shade(color, factor))
 
-    def blob(
-        self, poly_at: Callable[[float, np.ndarray], np.ndarray], size: float, color: Color, label: int | None
-    ) -> None:
-        """A shaded convex shape: ``poly_at(scale, offset)`` gives its outline shrunk and moved."""
-        if label is not None:
-            _fill(self.labels, poly_at(1.0, np.zeros(2)), label, aa=False)
+    def blob(self, poly_at: Callable[[float, np.ndarray], np.ndarray], size: float, color: _Color, label: int) -> None:
+        """A shaded convex shape: ``poly_at(scale, offset)`` gives its outline shrunk and moved;
+        the full outline goes into the label map."""
+        _fill(self.labels, poly_at(1.0, np.zeros(2)), label, aa=False)
         _fill(self.image, poly_at(1.0, np.zeros(2)), _shade(color, 0.62))
         if size < 1.5:
             return
@@ -672,14 +685,14 @@ class _Placed:
     """A figure with its camera: 2-D points (pixels), depths and per-keypoint facing."""
 
     figure: Figure
-    view: View
-    skel: Skeleton
+    view: _View
+    skel: _Skeleton
     p2: dict[str, np.ndarray]
     depth: dict[str, float]
 
     @classmethod
-    def make(cls, figure: Figure, view: View) -> _Placed:
-        sk = skeleton(figure)
+    def make(cls, figure: Figure, view: _View) -> _Placed:
+        sk = _skeleton(figure)
         names = list(sk.points)
         pts = np.array([sk.points[k] for k in names])
         xy = view.project(pts)
@@ -687,7 +700,7 @@ class _Placed:
         return cls(figure, view, sk, dict(zip(names, xy, strict=True)), dict(zip(names, z.tolist(), strict=True)))
 
     def moved(self, dx: float, dy: float) -> _Placed:
-        view = View(
+        view = _View(
             self.view.yaw, self.view.scale, (self.view.origin[0] + dx, self.view.origin[1] + dy), self.view.roll
         )
         shift = np.array([dx, dy])
@@ -774,7 +787,7 @@ def _draw_head(cv: _Canvas, pl: _Placed, label: int) -> None:
     if face_depth > -0.35:
         fc = c + 0.5 * rx * face_dir - 0.14 * ry * up
         fw = rx * (0.5 + 0.4 * max(face_depth, 0.0))
-        cv.blob(lambda k, off: _ellipse(fc + off, fw * k, 0.8 * ry * k, up), fw, o.skin, None)
+        cv.blob(lambda k, off: _ellipse(fc + off, fw * k, 0.8 * ry * k, up), fw, o.skin, label)
     for name in near_ears:
         ear(name)
     if pl.shows("nose"):
@@ -803,30 +816,30 @@ class _Segment:
     start: str
     end: str
     radii: tuple[float, float]
-    parts: tuple[Part, Part]
+    parts: tuple[_Part, _Part]
     bias: float
 
 
 _SEGMENTS = (
-    _Segment("shoulder", "elbow", (0.031, 0.024), (Part.L_UPPER_ARM, Part.R_UPPER_ARM), 0.012),
-    _Segment("elbow", "wrist", (0.023, 0.018), (Part.L_FOREARM, Part.R_FOREARM), 0.014),
-    _Segment("wrist", "hand", (0.02, 0.017), (Part.L_HAND, Part.R_HAND), 0.016),
-    _Segment("hip", "knee", (0.052, 0.037), (Part.L_THIGH, Part.R_THIGH), -0.01),
-    _Segment("knee", "ankle", (0.036, 0.024), (Part.L_SHANK, Part.R_SHANK), -0.008),
-    _Segment("heel", "toe", (0.024, 0.02), (Part.L_FOOT, Part.R_FOOT), -0.006),
+    _Segment("shoulder", "elbow", (0.031, 0.024), (_Part.L_UPPER_ARM, _Part.R_UPPER_ARM), 0.012),
+    _Segment("elbow", "wrist", (0.023, 0.018), (_Part.L_FOREARM, _Part.R_FOREARM), 0.014),
+    _Segment("wrist", "hand", (0.02, 0.017), (_Part.L_HAND, _Part.R_HAND), 0.016),
+    _Segment("hip", "knee", (0.052, 0.037), (_Part.L_THIGH, _Part.R_THIGH), -0.01),
+    _Segment("knee", "ankle", (0.036, 0.024), (_Part.L_SHANK, _Part.R_SHANK), -0.008),
+    _Segment("heel", "toe", (0.024, 0.02), (_Part.L_FOOT, _Part.R_FOOT), -0.006),
 )
 
 
-def _part_color(o: Outfit, part: Part) -> Color:
-    if part in (Part.L_UPPER_ARM, Part.R_UPPER_ARM, Part.TORSO):
+def _part_color(o: Outfit, part: _Part) -> _Color:
+    if part in (_Part.L_UPPER_ARM, _Part.R_UPPER_ARM, _Part.TORSO):
         return o.shirt
-    if part in (Part.L_FOREARM, Part.R_FOREARM):
+    if part in (_Part.L_FOREARM, _Part.R_FOREARM):
         return o.shirt if o.long_sleeves else o.skin
-    if part in (Part.L_THIGH, Part.R_THIGH):
+    if part in (_Part.L_THIGH, _Part.R_THIGH):
         return o.pants
-    if part in (Part.L_SHANK, Part.R_SHANK):
+    if part in (_Part.L_SHANK, _Part.R_SHANK):
         return o.pants if o.long_pants else o.skin
-    if part in (Part.L_FOOT, Part.R_FOOT):
+    if part in (_Part.L_FOOT, _Part.R_FOOT):
         return o.shoes
     return o.skin
 
@@ -858,22 +871,22 @@ def _draw_person(cv: _Canvas, pl: _Placed, index: int) -> None:
         for side, part in zip(("left", "right"), seg.parts, strict=True):
             a, c = f"{side}_{seg.start}", f"{side}_{seg.end}"
 
-            def draw(a: str = a, c: str = c, part: Part = part, seg: _Segment = seg) -> None:
+            def draw(a: str = a, c: str = c, part: _Part = part, seg: _Segment = seg) -> None:
                 cv.limb(p[a], p[c], seg.radii[0] * r, seg.radii[1] * r, _part_color(o, part), base + part)
 
             jobs.append((0.5 * (dep[a] + dep[c]) + seg.bias, draw))
     neck_top = p["head"] + v.direction(pl.skel.head @ np.array([0.0, -0.6 * b.head_ry, 0.0])) * v.scale
     jobs.append(
-        (dep["neck"] - 0.03, lambda: cv.limb(p["neck"], neck_top, 0.028 * r, 0.025 * r, o.skin, base + Part.NECK))
+        (dep["neck"] - 0.03, lambda: cv.limb(p["neck"], neck_top, 0.028 * r, 0.025 * r, o.skin, base + _Part.NECK))
     )
-    jobs.append((dep["pelvis"], lambda: _draw_torso(cv, pl, base + Part.TORSO)))
-    jobs.append((dep["head"] + 0.04, lambda: _draw_head(cv, pl, base + Part.HEAD)))
+    jobs.append((dep["pelvis"], lambda: _draw_torso(cv, pl, base + _Part.TORSO)))
+    jobs.append((dep["head"] + 0.04, lambda: _draw_head(cv, pl, base + _Part.HEAD)))
     for _, job in sorted(jobs, key=lambda j: j[0]):
         job()
 
 
 def _draw_seat(cv: _Canvas, pl: _Placed, rng: np.random.Generator) -> None:
-    """A box under a seated figure's pelvis, drawn as background."""
+    """A box under a seated figure's pelvis: scenery, so it hides people drawn before it."""
     p = pl.p2
     s, b = pl.view.scale, pl.figure.build
     top = max(p["left_hip"][1], p["right_hip"][1]) + 0.05 * s
@@ -884,6 +897,7 @@ def _draw_seat(cv: _Canvas, pl: _Placed, rng: np.random.Generator) -> None:
         return
     color = _hsv(rng, (0.1, 0.6), (0.2, 0.7))
     poly = np.array([[cx - half, top], [cx + half, top], [cx + half, bottom], [cx - half, bottom]])
+    _fill(cv.labels, poly, 0, aa=False)
     _fill(cv.image, poly, color)
     cv2.line(cv.image, _point(poly[0]), _point(poly[1]), _shade(color, 1.3), 2, cv2.LINE_AA, _SHIFT)
 
@@ -973,7 +987,7 @@ def _place(
     little (or, sometimes, a lot); some people are partly out of frame."""
     scale = rng.uniform(0.25, 0.9) * height
     roll = float(rng.normal(0, 4)) * _DEG
-    probe = _Placed.make(figure, View(figure.yaw, scale, (0.0, 0.0), roll))
+    probe = _Placed.make(figure, _View(figure.yaw, scale, (0.0, 0.0), roll))
     x0, y0, x1, y1 = probe.extent
     w, h = x1 - x0, y1 - y0
     candidates = []
@@ -991,6 +1005,8 @@ def _place(
 
 
 def _draw_occluder(cv: _Canvas, rng: np.random.Generator, centre: np.ndarray, size: float) -> None:
+    """An ellipse, box, bar or pole of about ``size`` pixels in front of everything, with a
+    rim and sometimes stripes (all inside its outline, so the label map stays exact)."""
     color = _hsv(rng, (0.0, 0.9), (0.15, 0.95))
     kind = rng.integers(4)
     if kind == 0:
@@ -1010,13 +1026,14 @@ def _draw_occluder(cv: _Canvas, rng: np.random.Generator, centre: np.ndarray, si
     _fill(cv.labels, poly, _OCCLUDER, aa=False)
     _fill(cv.image, poly, _shade(color, 0.7))
     c = poly.mean(axis=0)
-    _fill(cv.image, c + 0.88 * (poly - c) + 0.05 * size * cv.light, color)
+    _fill(cv.image, c + 0.88 * (poly - c), color)
     if rng.random() < 0.4:
         stripe = _shade(color, 0.5 if rng.random() < 0.5 else 1.4)
-        a, b = c + 0.88 * (poly[0] - c), c + 0.88 * (poly[len(poly) // 2] - c)
-        for k in range(int(rng.integers(1, 4))):
-            off = np.array([((k + 1) / 4 - 0.5) * size, 0.0])
-            cv2.line(cv.image, _point(a + off), _point(b + off), stripe, 1, cv2.LINE_AA, _SHIFT)
+        m = len(poly) // 2
+        for t in np.linspace(0, 1, int(rng.integers(1, 4)) + 2)[1:-1]:
+            a = poly[0] + t * (poly[1] - poly[0])
+            b = poly[m] + (1 - t) * (poly[m + 1] - poly[m])
+            cv2.line(cv.image, _point(c + 0.8 * (a - c)), _point(c + 0.8 * (b - c)), stripe, 1, cv2.LINE_AA, _SHIFT)
 
 
 def _lighting(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
@@ -1120,7 +1137,8 @@ def render_image(
             pl = placed[int(rng.integers(len(placed)))]
             size = rng.uniform(0.08, 0.22) * pl.view.scale
             if rng.random() < 0.75:
-                name = _keypoint_names()[int(rng.integers(17))]
+                names = _keypoint_names()
+                name = names[int(rng.integers(len(names)))]
                 centre = pl.p2[name] + rng.normal(size=2) * size * 0.5
             else:
                 centre = np.array([rng.uniform(0, width), rng.uniform(0, height)])
@@ -1137,14 +1155,16 @@ def render_image(
 
 @dataclass(frozen=True)
 class _Job:
-    seed: int
-    split_id: int
+    """Image ``index`` of ``split``, written to ``root / file_name``."""
+
+    params: SynthParams
+    split: str
     index: int
-    width: int
-    height: int
-    min_people: int
-    max_people: int
-    path: Path
+    root: Path
+
+    @property
+    def file_name(self) -> str:
+        return f"images/{self.split}/{self.index:06d}.jpg"
 
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -1153,21 +1173,23 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def _render_job(job: _Job) -> list[PersonAnnotation]:
-    rng = image_rng(job.seed, SPLITS[job.split_id], job.index)
-    image, anns = render_image(rng, job.width, job.height, job.min_people, job.max_people)
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    p = job.params
+    image, anns = render_image(image_rng(p.seed, job.split, job.index), p.width, p.height, p.min_people, p.max_people)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
     if not ok:
-        raise RuntimeError(f"JPEG encoding of {job.path} failed")
-    job.path.write_bytes(buf.tobytes())
+        raise RuntimeError(f"JPEG encoding of {job.file_name} failed")
+    (job.root / job.file_name).write_bytes(buf.tobytes())
     return [PersonAnnotation(a.keypoints, a.bbox, a.area, np.zeros((0, 0), bool)) for a in anns]
 
 
 def generate(params: SynthParams, out_dir: Path) -> dict[str, dict[str, int]]:
-    """Write the dataset to ``out_dir`` atomically and return ``{split: {"images", "annotations"}}``.
+    """Write the dataset to ``out_dir`` atomically and return ``{split: {"images": n, "annotations": m}}``.
 
     Layout: ``annotations/{train,val}.json`` (COCO keypoints) and
-    ``images/{train,val}/NNNNNN.jpg``; ``file_name`` is relative to ``out_dir``. Image and
-    annotation ids are unique across both splits (train first).
+    ``images/{train,val}/NNNNNN.jpg`` (JPEG quality 90); ``file_name`` is relative to
+    ``out_dir``. Image and annotation ids are unique across both splits (train first).
+    ``params.workers`` > 1 renders in that many forked processes; the bytes written do not
+    depend on it.
     """
     if params.min_people > params.max_people:
         raise ValueError(f"min_people ({params.min_people}) must be <= max_people ({params.max_people})")
@@ -1176,41 +1198,23 @@ def generate(params: SynthParams, out_dir: Path) -> dict[str, dict[str, int]]:
     _keypoint_names()
     counts: dict[str, dict[str, int]] = {}
     with atomic_output_dir(out_dir) as tmp:
-        jobs: list[_Job] = []
-        for split_id, split in enumerate(SPLITS):
+        for split in SPLITS:
             (tmp / "images" / split).mkdir(parents=True)
-            jobs += [
-                _Job(
-                    params.seed,
-                    split_id,
-                    i,
-                    params.width,
-                    params.height,
-                    params.min_people,
-                    params.max_people,
-                    tmp / "images" / split / f"{i:06d}.jpg",
-                )
-                for i in range(sizes[split])
-            ]
+        jobs = [_Job(params, split, i, tmp) for split in SPLITS for i in range(sizes[split])]
         if params.workers > 1:
             with multiprocessing.get_context("fork").Pool(params.workers) as pool:
                 results = pool.map(_render_job, jobs, chunksize=max(1, min(32, len(jobs) // (4 * params.workers))))
         else:
             results = [_render_job(job) for job in jobs]
         image_id, ann_id = 0, 0
-        for split_id, split in enumerate(SPLITS):
+        for split in SPLITS:
             images, annotations = [], []
             for job, anns in zip(jobs, results, strict=True):
-                if job.split_id != split_id:
+                if job.split != split:
                     continue
                 image_id += 1
                 images.append(
-                    {
-                        "id": image_id,
-                        "file_name": f"images/{split}/{job.index:06d}.jpg",
-                        "width": job.width,
-                        "height": job.height,
-                    }
+                    {"id": image_id, "file_name": job.file_name, "width": params.width, "height": params.height}
                 )
                 for a in anns:
                     ann_id += 1

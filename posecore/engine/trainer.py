@@ -1,0 +1,461 @@
+"""The training loop, generic over models and data: :func:`fit`.
+
+One optimizer step consumes ``cfg.global_batch_size`` samples chosen by
+:class:`~posecore.engine.sampler.GlobalBatchSampler`; every process runs its
+``accum_steps`` micro-batches (gradients synced by DDP on the last one only), the summed
+loss is scaled by ``1 / accum_steps``, and then come gradient clipping, the optimizer and LR
+scheduler steps, and the EMA update. After each epoch rank 0 validates when due (with the EMA
+weights when ``cfg.ema``), writes ``best.pt`` on improvement and then ``latest.pt``.
+
+Contracts:
+
+- ``model(batch["inputs"])`` returns the outputs given to ``loss_fn(outputs, batch)``, which
+  returns named scalar losses; their sum is minimised and each is logged.
+- ``data`` (:class:`TrainData`) builds a batch from sample indices and the epoch, with any
+  augmentation randomness keyed by (sample index, epoch), never by the process or worker.
+- ``validate(model, epoch)`` runs on rank 0 only (the others wait) with the unwrapped model in
+  whatever mode it sets, and returns metrics; ``epoch`` is the 1-based epoch just finished.
+  Global RNG states are restored after it, so validation never changes the training stream.
+- The caller owns the process group: wrap the call in :func:`posecore.engine.distributed.session`
+  when started by torchrun; ``fit`` joins it if needed and never leaves it.
+- Call :func:`~posecore.engine.seed.seed_everything` before building the model so initial
+  weights are reproducible; ``fit`` seeds again at its start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from posecore.engine.checkpoint import BEST, LATEST, is_improvement, load_checkpoint, save_checkpoint
+from posecore.engine.config import TrainConfig, check_train_config
+from posecore.engine.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    is_main,
+    wrap_ddp,
+)
+from posecore.engine.ema import ModelEMA
+from posecore.engine.optim import build_optimizer, freeze_modules
+from posecore.engine.sampler import GlobalBatchSampler
+from posecore.engine.schedule import build_scheduler
+from posecore.engine.seed import capture_rng_state, restore_rng_state, seed_everything
+
+INPUTS_KEY = "inputs"
+_log = logging.getLogger("posecore.engine")
+
+# Settings that may change between a run and its resumption without changing the result.
+_RUNTIME_SETTINGS = frozenset(
+    {"nproc", "batch_size_per_device", "num_workers", "log_interval", "progress", "checkpoint_dir", "val_interval"}
+)
+
+
+class TrainData(Protocol):
+    """A training set that builds batches itself: ``batch(indices, epoch)`` returns
+    ``{"inputs": (B, ...) Tensor, <targets>: (B, ...) Tensor, ...}`` for ``B = len(indices)``."""
+
+    @property
+    def num_samples(self) -> int: ...
+
+    def batch(self, indices: list[int], epoch: int) -> dict[str, Tensor]: ...
+
+
+class TrainLogger(Protocol):
+    """Experiment tracking (MLflow); only rank 0 calls it."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def log_artifact(self, path: Path) -> None: ...
+
+
+LossFn = Callable[[Any, dict[str, Tensor]], Mapping[str, Tensor]]
+ValidateFn = Callable[[nn.Module, int], Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Where training ended. ``val_history``: one ``{"epoch": e, **metrics}`` per validation, across resumes."""
+
+    epochs: int
+    global_step: int
+    best_metric: float | None
+    best_epoch: int | None
+    val_history: list[dict[str, float]]
+    latest: Path
+    best: Path | None
+
+
+@dataclass
+class _Progress:
+    """The counters a checkpoint restores."""
+
+    epoch: int = 0
+    global_step: int = 0
+    best_metric: float | None = None
+    best_epoch: int | None = None
+    val_history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class _Parts:
+    """Everything training updates; what a checkpoint saves and restores."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    ema: ModelEMA | None
+
+    def state_dict(self, progress: _Progress, cfg: TrainConfig, metric_name: str) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+            "epoch": progress.epoch,
+            "global_step": progress.global_step,
+            "best_metric": progress.best_metric,
+            "best_epoch": progress.best_epoch,
+            "metric_name": metric_name,
+            "val_history": progress.val_history,
+            "config": dataclasses.asdict(cfg),
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> _Progress:
+        self.model.load_state_dict(ckpt["model"])
+        if self.ema is not None:
+            if ckpt["ema"] is None:
+                warnings.warn("the checkpoint has no EMA; the average restarts from the current weights", stacklevel=3)
+            else:
+                self.ema.load_state_dict(ckpt["ema"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler.is_enabled() and ckpt["scaler"]:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        restore_rng_state(ckpt["rng"])
+        return _Progress(
+            epoch=int(ckpt["epoch"]),
+            global_step=int(ckpt["global_step"]),
+            best_metric=ckpt["best_metric"],
+            best_epoch=ckpt["best_epoch"],
+            val_history=list(ckpt["val_history"]),
+        )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """The fixed pieces of one optimizer step."""
+
+    cfg: TrainConfig
+    device: torch.device
+    train_model: nn.Module
+    loss_fn: LossFn
+    autocast: Callable[[], AbstractContextManager]
+    accum_steps: int
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Adapts :class:`TrainData` to a DataLoader whose keys are ``(epoch, sample indices)``."""
+
+    def __init__(self, data: TrainData) -> None:
+        self.data = data
+
+    def __getitem__(self, key: tuple[int, tuple[int, ...]]) -> dict[str, Tensor]:
+        epoch, indices = key
+        return self.data.batch(list(indices), epoch)
+
+
+class _Keys(torch.utils.data.Sampler):
+    def __init__(self, sampler: GlobalBatchSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self):
+        return ((self.sampler.epoch, tuple(mb.indices)) for mb in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def _autocast(amp: str, device: torch.device) -> Callable[[], AbstractContextManager]:
+    if amp == "off":
+        return contextlib.nullcontext
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"train.amp 'fp16' needs a CUDA device (float16 with a gradient scaler), this run is on {device}; "
+            "use 'bf16' (supported on CPU) or 'off'"
+        )
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def _forward_backward(
+    step: _Step, scaler: torch.amp.GradScaler, batch: dict[str, Any], sync: bool
+) -> dict[str, Tensor]:
+    """Forward, loss and backward of one micro-batch; returns the detached losses incl. their sum ``loss``."""
+    batch = _to_device(batch, step.device)
+    no_sync = not sync and isinstance(step.train_model, DistributedDataParallel)
+    with step.train_model.no_sync() if no_sync else contextlib.nullcontext():
+        with step.autocast():
+            outputs = step.train_model(batch[INPUTS_KEY])
+            losses = dict(step.loss_fn(outputs, batch))
+        if not losses:
+            raise ValueError("loss_fn returned no losses")
+        total = functools.reduce(torch.add, losses.values())
+        scaler.scale(total / step.accum_steps).backward()
+    return {"loss": total.detach().float(), **{k: v.detach().float() for k, v in losses.items()}}
+
+
+def _apply_gradients(step: _Step, parts: _Parts) -> tuple[float, float | None]:
+    """Clip (when asked), step the optimizer, scheduler and EMA; returns the LR used and the
+    gradient norm before clipping (None without clipping)."""
+    lr = float(parts.optimizer.param_groups[0]["lr"])
+    grad_norm = None
+    if step.cfg.grad_clip > 0:
+        parts.scaler.unscale_(parts.optimizer)
+        params = [p for g in parts.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, step.cfg.grad_clip))
+    parts.scaler.step(parts.optimizer)
+    parts.scaler.update()
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scheduler.step()
+    if parts.ema is not None:
+        parts.ema.update(parts.model)
+    return lr, grad_norm
+
+
+class _LossWindow:
+    """Sums of the micro-batch losses since the last log line."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Tensor] = {}
+        self.count = 0
+
+    def add(self, losses: dict[str, Tensor]) -> None:
+        for k, v in losses.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.count += 1
+
+    def pop_mean(self) -> dict[str, float]:
+        """Mean over micro-batches and processes (a collective: every rank must call it)."""
+        keys = sorted(self.sums)
+        means = all_reduce_mean(torch.stack([self.sums[k] for k in keys]) / self.count).tolist()
+        self.sums, self.count = {}, 0
+        return dict(zip(keys, means, strict=True))
+
+
+def _validate(validate: ValidateFn, model: nn.Module, epoch: int, info: DistInfo) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    if info.is_main:
+        rng = capture_rng_state()
+        try:
+            metrics = {k: float(v) for k, v in validate(model, epoch).items()}
+        finally:
+            restore_rng_state(rng)
+    return broadcast_object(metrics)
+
+
+def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, steps_per_epoch: int, path: Path) -> None:
+    saved, now = ckpt["config"], dataclasses.asdict(cfg)
+    changed = sorted(k for k in now if k not in _RUNTIME_SETTINGS and k in saved and _plain(saved[k]) != _plain(now[k]))
+    if changed:
+        warnings.warn(
+            f"resuming {path} with changed settings {changed}: the result will differ from an uninterrupted run",
+            stacklevel=3,
+        )
+    if ckpt["global_step"] != ckpt["epoch"] * steps_per_epoch:
+        warnings.warn(
+            f"{path} ended at step {ckpt['global_step']} after {ckpt['epoch']} epochs, but an epoch is now "
+            f"{steps_per_epoch} steps: the training set or global batch size changed",
+            stacklevel=3,
+        )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: TrainData,
+    cfg: TrainConfig,
+    *,
+    validate: ValidateFn | None = None,
+    metric_name: str = "AP",
+    higher_is_better: bool = True,
+    logger: TrainLogger | None = None,
+    resume: str | Path | None = None,
+    device: torch.device | str | None = None,
+) -> FitResult:
+    """Train ``model`` in place for ``cfg.epochs`` epochs (continuing from ``resume``, a ``latest.pt``).
+
+    Checkpoints go to ``cfg.checkpoint_dir``: ``latest.pt`` after every epoch, ``best.pt`` when
+    ``metrics[metric_name]`` improves (higher is better unless ``higher_is_better=False``).
+    Resuming restores weights, optimizer, scheduler, EMA, grad scaler, RNG states and counters,
+    and continues at the start of the next epoch: the final weights equal those of an
+    uninterrupted run (bit-for-bit on CPU with ``cfg.deterministic``), also when the number of
+    processes changed in between (then equal up to float rounding).
+
+    ``model`` is modified in place: moved to ``device``, ``cfg.freeze`` applied, and with
+    ``cfg.sync_bn`` in a multi-GPU run its BatchNorm layers become SyncBatchNorm (same state-dict keys).
+    """
+    info = init_distributed()
+    device = torch.device(device) if device is not None else info.device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    problems = check_train_config(dataclasses.replace(cfg, nproc=info.world_size))
+    if problems:
+        raise ValueError("invalid training configuration:\n  - " + "\n  - ".join(problems))
+    autocast = _autocast(cfg.amp, device)
+    seed_everything(cfg.seed, cfg.deterministic)
+
+    sampler = GlobalBatchSampler(
+        data.num_samples, cfg.global_batch_size, cfg.batch_size_per_device, info.world_size, info.rank, cfg.seed
+    )
+    total_steps = cfg.epochs * sampler.steps_per_epoch
+    model.to(device)
+    freeze_modules(model, cfg.freeze, cfg.freeze_bn)
+    optimizer = build_optimizer(model, cfg)
+    parts = _Parts(
+        model=model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, total_steps, cfg),
+        scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
+        ema=ModelEMA(model, cfg.ema_momentum, cfg.ema_gamma, cfg.ema_update_buffers) if cfg.ema else None,
+    )
+    progress = _Progress()
+    if resume is not None:
+        ckpt = load_checkpoint(
+            resume, map_location="cpu"
+        )  # RNG states must stay on the CPU; load_state_dict moves the rest
+        _check_resume(ckpt, cfg, sampler.steps_per_epoch, Path(resume))
+        progress = parts.load_state_dict(ckpt)
+        del ckpt
+
+    step = _Step(
+        cfg=cfg,
+        device=device,
+        train_model=wrap_ddp(model, device, cfg.sync_bn),
+        loss_fn=loss_fn,
+        autocast=autocast,
+        accum_steps=sampler.accum_steps,
+    )
+    loader = torch.utils.data.DataLoader(
+        _Batches(data),
+        batch_size=None,
+        sampler=_Keys(sampler),
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+        generator=torch.Generator().manual_seed(cfg.seed),  # keeps the global RNG stream untouched
+    )
+    ckpt_dir = Path(cfg.checkpoint_dir)
+    logger = logger if info.is_main else None  # only rank 0 logs
+    if logger is not None:
+        logger.log_params(dataclasses.asdict(cfg))
+    show_bar = info.is_main and cfg.progress and sys.stderr.isatty()
+    bar = tqdm(total=total_steps, initial=progress.global_step, disable=not show_bar, unit="step", dynamic_ncols=True)
+    try:
+        for epoch in range(progress.epoch, cfg.epochs):
+            window = _LossWindow()  # log windows never span epochs, so logs repeat exactly after a resume
+            sampler.set_epoch(epoch)
+            bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+            step.train_model.train()
+            t0 = time.perf_counter()
+            for mb, batch in zip(sampler, loader, strict=True):
+                window.add(_forward_backward(step, parts.scaler, batch, sync=mb.is_last))
+                if not mb.is_last:
+                    continue
+                lr, grad_norm = _apply_gradients(step, parts)
+                progress.global_step += 1
+                bar.update(1)
+                if progress.global_step % cfg.log_interval == 0:
+                    metrics = {f"train/{k}": v for k, v in window.pop_mean().items()} | {"train/lr": lr}
+                    if grad_norm is not None:
+                        metrics["train/grad_norm"] = grad_norm
+                    _report_step(metrics, progress, cfg, logger, bar)
+            progress.epoch = epoch + 1
+
+            improved = False
+            due = progress.epoch % cfg.val_interval == 0 or progress.epoch == cfg.epochs
+            if validate is not None and due:
+                eval_model = parts.ema.module if parts.ema is not None else model
+                metrics = _validate(validate, eval_model, progress.epoch, info)
+                if metric_name not in metrics:
+                    raise KeyError(
+                        f"validate returned {sorted(metrics)}; metric_name {metric_name!r} is not among them"
+                    )
+                value = metrics[metric_name]
+                improved = is_improvement(value, progress.best_metric, higher_is_better)
+                if improved:
+                    progress.best_metric, progress.best_epoch = value, progress.epoch
+                progress.val_history.append({"epoch": progress.epoch, **metrics})
+                if logger is not None:
+                    logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=progress.global_step)
+                _log.info("epoch %d validation: %s", progress.epoch, metrics)
+            if logger is not None:
+                epoch_s = time.perf_counter() - t0
+                logger.log_metrics({"epoch": float(progress.epoch), "time/epoch_s": epoch_s}, step=progress.global_step)
+            if info.is_main:
+                state = parts.state_dict(progress, cfg, metric_name)
+                if improved:  # best first: a crash before latest.pt is rewritten redoes this epoch
+                    save_checkpoint(ckpt_dir / BEST, state)
+                save_checkpoint(ckpt_dir / LATEST, state)
+                del state
+            barrier()
+    finally:
+        bar.close()
+    barrier()
+    return FitResult(
+        epochs=progress.epoch,
+        global_step=progress.global_step,
+        best_metric=progress.best_metric,
+        best_epoch=progress.best_epoch,
+        val_history=progress.val_history,
+        latest=ckpt_dir / LATEST,
+        best=ckpt_dir / BEST if progress.best_epoch is not None else None,
+    )
+
+
+def _report_step(
+    metrics: dict[str, float], progress: _Progress, cfg: TrainConfig, logger: TrainLogger | None, bar: tqdm
+) -> None:
+    """Rank 0 logs (``logger`` None elsewhere); every rank checks the (all-reduced) loss is finite."""
+    loss, lr = metrics["train/loss"], metrics["train/lr"]
+    if not math.isfinite(loss) and cfg.amp != "fp16":
+        raise FloatingPointError(
+            f"training loss is {loss} at step {progress.global_step} (epoch {progress.epoch + 1}); "
+            "lower train.lr or set train.grad_clip"
+        )
+    if logger is not None:
+        logger.log_metrics(metrics, step=progress.global_step)
+    if is_main():
+        _log.info("step %d epoch %d loss %.5g lr %.3g", progress.global_step, progress.epoch + 1, loss, lr)
+    bar.set_postfix(loss=f"{loss:.4g}", lr=f"{lr:.3g}", refresh=False)

@@ -1,0 +1,95 @@
+"""Parameter groups (no decay on norm/bias), layer-wise freezing, BatchNorm kept in eval."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from posecore.engine.config import TrainConfig
+from posecore.engine.optim import build_optimizer, freeze_modules
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+        self.neck = nn.Sequential(nn.Conv2d(4, 4, 1, bias=False), nn.GroupNorm(2, 4))
+        self.head = nn.Conv2d(4, 2, 1)
+        self.head_alias = self.head  # a shared module: its parameters must be added once
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.neck(self.backbone(x)))
+
+
+def _names(model: nn.Module, params: list[nn.Parameter]) -> set[str]:
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return {by_id[id(p)] for p in params}
+
+
+def test_norm_and_bias_without_decay() -> None:
+    model = Net()
+    opt = build_optimizer(model, TrainConfig(optimizer="adamw", weight_decay=0.05, lr=1e-3))
+    assert isinstance(opt, torch.optim.AdamW)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert groups["decay"]["weight_decay"] == 0.05 and groups["no_decay"]["weight_decay"] == 0.0
+    assert _names(model, groups["decay"]["params"]) == {"backbone.0.weight", "neck.0.weight", "head.weight"}
+    assert _names(model, groups["no_decay"]["params"]) == {
+        "backbone.0.bias",
+        "backbone.1.weight",
+        "backbone.1.bias",
+        "neck.1.weight",
+        "neck.1.bias",
+        "head.bias",
+    }
+
+
+def test_single_group_when_option_off_and_optimizer_kinds() -> None:
+    model = Net()
+    opt = build_optimizer(
+        model, TrainConfig(optimizer="sgd", momentum=0.8, weight_decay=1e-4, no_decay_norm_bias=False)
+    )
+    assert isinstance(opt, torch.optim.SGD)
+    assert [g["name"] for g in opt.param_groups] == ["decay"]
+    assert opt.param_groups[0]["momentum"] == 0.8
+    assert len(opt.param_groups[0]["params"]) == len(list(model.parameters()))
+    assert isinstance(build_optimizer(model, TrainConfig(optimizer="adam")), torch.optim.Adam)
+
+
+def test_frozen_prefixes_are_not_trained_nor_in_the_optimizer() -> None:
+    model = Net()
+    frozen = freeze_modules(model, ["backbone", "neck.1"])
+    assert set(frozen) == {"backbone.0.weight", "backbone.0.bias", "backbone.1.weight", "backbone.1.bias"} | {
+        "neck.1.weight",
+        "neck.1.bias",
+    }
+    assert all(not p.requires_grad for n, p in model.named_parameters() if n in frozen)
+    assert model.neck[0].weight.requires_grad and model.head.weight.requires_grad
+    opt = build_optimizer(model, TrainConfig())
+    in_opt = _names(model, [p for g in opt.param_groups for p in g["params"]])
+    assert in_opt == {"neck.0.weight", "head.weight", "head.bias"}
+
+    model.train()
+    model(torch.randn(2, 3, 8, 8))
+    assert not model.backbone.training and not model.backbone[1].training  # frozen modules stay in eval
+    assert model.neck.training and model.head.training
+
+
+def test_unknown_prefix_is_an_error_listing_modules() -> None:
+    with pytest.raises(ValueError, match=r"no module named \['backbon'\].*backbone, neck, head"):
+        freeze_modules(Net(), ["backbon"])
+
+
+def test_freeze_bn_keeps_running_stats_fixed_but_trains_affine() -> None:
+    model = Net()
+    freeze_modules(model, [], freeze_bn=True)
+    bn = model.backbone[1]
+    before = bn.running_mean.clone()
+    model.train()  # as a trainer does at every epoch
+    out = model(torch.randn(4, 3, 8, 8) + 5.0)
+    assert not bn.training
+    assert torch.equal(bn.running_mean, before)
+    assert bn.weight.requires_grad
+    out.sum().backward()
+    assert bn.weight.grad is not None
+    assert model.neck[1].training  # GroupNorm is not BatchNorm
