@@ -1,0 +1,311 @@
+"""Shared, vectorised pieces of the codecs: input checks, gaussians, argmax and refinements.
+
+Everything works on batched tensors (N, K, ...) on any device. Formulas and conventions follow
+MMPose 1.x (``mmpose/codecs/utils``): the blur kernels are OpenCV's ``getGaussianKernel(ks, 0)``,
+the argmax marks locations whose value is <= 0 as -1, and the refinements (quarter-pixel
+shift, DARK, DARK-UDP, SimCC-DARK) use the same finite differences.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+
+import torch
+from torch import Tensor
+
+# OpenCV uses these fixed kernels for ksize <= 7 when sigma <= 0 (imgproc/src/smooth.dispatch.cpp).
+_CV2_SMALL_KERNELS: dict[int, tuple[float, ...]] = {
+    1: (1.0,),
+    3: (0.25, 0.5, 0.25),
+    5: (0.0625, 0.25, 0.375, 0.25, 0.0625),
+    7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
+}
+
+
+# --------------------------------------------------------------------------- config checks
+
+
+def check_size(owner: str, name: str, value: object) -> tuple[int, int]:
+    """A (W, H) pair of positive ints; lists are accepted and turned into tuples."""
+    if (
+        not isinstance(value, tuple | list)
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ValueError(f"{owner}.{name} must be a (W, H) pair of positive ints, e.g. (192, 256); got {value!r}")
+    return (int(value[0]), int(value[1]))
+
+
+def check_positive(owner: str, name: str, value: object, hint: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{owner}.{name} must be a positive number{hint}; got {value!r}")
+    return float(value)
+
+
+def check_blur_kernel(owner: str, name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
+        raise ValueError(
+            f"{owner}.{name} must be an odd positive int (11 matches sigma 2, 17 matches sigma 3: "
+            f"sigma = 0.3 * ((ks - 1) / 2 - 1) + 0.8); got {value!r}"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- tensor checks
+
+
+def compute_dtype(t: Tensor) -> torch.dtype:
+    """float64 stays float64; everything else (float16, bfloat16, ints) is computed in float32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def check_encode_inputs(owner: str, keypoints: Tensor, visible: Tensor) -> tuple[Tensor, Tensor]:
+    """keypoints (N, K, 2), visible (N, K) -> both float32 on the keypoints' device.
+
+    A keypoint with a non-finite coordinate (NaN is a common "missing" marker) becomes an
+    invisible keypoint at (0, 0), so that it cannot leak NaN into the targets.
+    """
+    if not isinstance(keypoints, Tensor) or keypoints.ndim != 3 or keypoints.shape[-1] != 2:
+        shape = tuple(keypoints.shape) if isinstance(keypoints, Tensor) else type(keypoints).__name__
+        raise ValueError(f"{owner}.encode: keypoints must be a tensor (N, K, 2) in input pixels; got {shape}")
+    if not isinstance(visible, Tensor) or tuple(visible.shape) != tuple(keypoints.shape[:2]):
+        shape = tuple(visible.shape) if isinstance(visible, Tensor) else type(visible).__name__
+        raise ValueError(
+            f"{owner}.encode: visible must be a tensor (N, K) = {tuple(keypoints.shape[:2])} matching keypoints; "
+            f"got {shape}"
+        )
+    kp = keypoints.to(torch.float32)
+    finite = torch.isfinite(kp).all(dim=-1)
+    vis = visible.to(device=kp.device, dtype=torch.float32) * finite
+    return torch.where(finite[..., None], kp, 0.0), vis
+
+
+def get_output(owner: str, outputs: Mapping[str, Tensor], key: str, trailing: tuple[int | None, ...]) -> Tensor:
+    """outputs[key] checked to be (N, K, *trailing) (None = any size), in its compute dtype."""
+    if key not in outputs:
+        raise KeyError(f"{owner}.decode needs output {key!r}; got keys {sorted(outputs)}")
+    t = outputs[key]
+    ok = t.ndim == 2 + len(trailing) and all(e is None or s == e for s, e in zip(t.shape[2:], trailing, strict=True))
+    if not ok:
+        want = ", ".join(["N", "K", *("?" if e is None else str(e) for e in trailing)])
+        raise ValueError(f"{owner}.decode: {key!r} must have shape ({want}); got {tuple(t.shape)}")
+    return t.to(compute_dtype(t))
+
+
+# --------------------------------------------------------------------------- gaussians
+
+
+# float32 exp() below about -87 gives a denormal or 0 through a slow path (~10x on x86), and so
+# does the product of two tiny profile values. Taps below exp(-40) ~ 4e-18 are set to exactly 0,
+# which keeps every product of two taps a normal number or 0 (MMPose keeps them; the difference
+# is < 1e-17).
+_EXP_FLOOR = -40.0
+
+
+def gaussian_1d(mu: Tensor, size: int, sigma: float, window: tuple[Tensor, float] | None = None) -> Tensor:
+    """exp(-(i - mu)^2 / (2 sigma^2)) for i in [0, size): (N, K) -> (N, K, size).
+
+    ``window=(centre, radius)`` zeroes the taps with |i - centre| > radius (MMPose's 3-sigma patch).
+    Heatmaps are the outer product of a y and an x profile, which equals MMPose's 2-D formula.
+    """
+    grid = torch.arange(size, device=mu.device, dtype=mu.dtype)
+    arg = (grid - mu[..., None]).square_().mul_(-0.5 / sigma**2)
+    drop = arg < _EXP_FLOOR
+    if window is not None:
+        centre, radius = window
+        drop |= (grid - centre[..., None]).abs_() > radius
+    return arg.clamp_min_(_EXP_FLOOR).exp_().masked_fill_(drop, 0.0)
+
+
+def in_reach(centre: Tensor, radius: float | tuple[float, float], size: tuple[int, int]) -> Tensor:
+    """(N, K, 2) -> (N, K) bool: MMPose's "the 3-sigma patch has an in-bounds part" test.
+
+    MMPose drops a keypoint when left >= W or top >= H or right < 0 or bottom < 0, where
+    left/top = centre - radius and right/bottom = centre + radius + 1.
+    """
+    limit = torch.tensor(size, device=centre.device, dtype=centre.dtype)
+    r = torch.tensor(radius, device=centre.device, dtype=centre.dtype)
+    return ((centre - r < limit) & (centre + r + 1 >= 0)).all(dim=-1)
+
+
+@lru_cache(maxsize=64)
+def _cv2_kernel_values(ksize: int) -> tuple[float, ...]:
+    """OpenCV's ``getGaussianKernel(ksize, 0)``, the kernel of ``cv2.GaussianBlur(x, (ks, ks), 0)``."""
+    if ksize in _CV2_SMALL_KERNELS:
+        return _CV2_SMALL_KERNELS[ksize]
+    sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
+    taps = [math.exp(-((i - (ksize - 1) / 2) ** 2) / (2 * sigma * sigma)) for i in range(ksize)]
+    total = sum(taps)
+    return tuple(t / total for t in taps)
+
+
+@lru_cache(maxsize=64)
+def _blur_matrix(n: int, ksize: int, border: str) -> Tensor:
+    """(n, n) float64 matrix B with (x @ B.T)[i] = sum_t k[t] x[i + t - ksize // 2], borders per ``border``.
+
+    A banded matrix turns the blur into one GEMM, far faster than a 1-channel conv on the CPU.
+    """
+    k = _cv2_kernel_values(ksize)
+    i = torch.arange(n)
+    out = torch.zeros(n, n, dtype=torch.float64)
+    for t, tap in enumerate(k):
+        j = i + t - ksize // 2
+        if border == "reflect":  # BORDER_REFLECT_101: -1 -> 1, n -> n - 2
+            j = j.abs()
+            j = torch.where(j > n - 1, 2 * (n - 1) - j, j)
+        keep = (j >= 0) & (j < n)
+        out.index_put_((i[keep], j[keep]), torch.full((int(keep.sum()),), tap, dtype=torch.float64), accumulate=True)
+    return out
+
+
+def blur_matrix(n: int, ksize: int, border: str, like: Tensor) -> Tensor:
+    """The (n, n) blur matrix of :func:`gaussian_blur` on ``like``'s device and dtype."""
+    return _blur_matrix(n, ksize, border).to(device=like.device, dtype=like.dtype)
+
+
+def gaussian_blur(maps: Tensor, ksize: int, border: str = "zero") -> Tensor:
+    """Blur (..., H, W) maps with OpenCV's ks x ks gaussian kernel.
+
+    border="zero" is the blur inside MMPose's ``gaussian_blur`` (zero padding; the rescaling to
+    the original maximum is left to the caller, see :func:`max_ratio`); border="reflect" is a
+    plain ``cv2.GaussianBlur`` (BORDER_REFLECT_101), used by UDP's combined decoding.
+    """
+    h, w = maps.shape[-2:]
+    return blur_matrix(h, ksize, border, maps) @ (maps @ blur_matrix(w, ksize, border, maps).T)
+
+
+def gaussian_blur1d(seq: Tensor, ksize: int) -> Tensor:
+    """The blur inside MMPose's ``gaussian_blur1d`` on (..., L): zero-padded 1-D OpenCV kernel."""
+    return seq @ blur_matrix(seq.shape[-1], ksize, "zero", seq).T
+
+
+def max_ratio(original: Tensor, blurred: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """original max / blurred max per map (keepdim=False): MMPose rescales blurred maps by it.
+
+    An all-zero map gets 1 (MMPose divides by zero there and gets NaN).
+    """
+    old = original.amax(dim=dims)
+    new = blurred.amax(dim=dims)
+    return torch.where(new != 0, old / torch.where(new != 0, new, 1), 1)
+
+
+# --------------------------------------------------------------------------- argmax
+
+
+def heatmap_argmax(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, K, H, W) -> locations (N, K, 2) as (x, y) and values (N, K); location -1 where value <= 0."""
+    w = heatmaps.shape[-1]
+    vals, idx = heatmaps.flatten(-2).max(dim=-1)
+    locs = torch.stack((idx % w, torch.div(idx, w, rounding_mode="floor")), dim=-1).to(heatmaps.dtype)
+    return torch.where((vals > 0)[..., None], locs, -1), vals
+
+
+def simcc_argmax(simcc_x: Tensor, simcc_y: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, K, Wx), (N, K, Wy) -> locations (N, K, 2) in bins and score min(max_x, max_y); -1 where score <= 0."""
+    vx, ix = simcc_x.max(dim=-1)
+    vy, iy = simcc_y.max(dim=-1)
+    vals = torch.minimum(vx, vy)
+    locs = torch.stack((ix, iy), dim=-1).to(simcc_x.dtype)
+    return torch.where((vals > 0)[..., None], locs, -1), vals
+
+
+# --------------------------------------------------------------------------- refinements
+# Only the few taps around each argmax are needed, so the log is taken on gathered values
+# rather than on whole maps. Clamping an index into the map is the same as MMPose's edge
+# padding (UDP, SimCC); where MMPose reads no padding (MSRA DARK) the taps are guarded anyway.
+
+
+def _sampler(maps: Tensor, x: Tensor, y: Tensor) -> Callable[[int, int], Tensor]:
+    """f(dx, dy) -> maps[n, k, y + dy, x + dx] with indices clamped into the map; all (N, K)."""
+    h, w = maps.shape[-2:]
+    flat = maps.flatten(-2)
+
+    def f(dx: int, dy: int) -> Tensor:
+        xi = (x + dx).clamp(0, w - 1)
+        yi = (y + dy).clamp(0, h - 1)
+        return flat.gather(-1, (yi * w + xi).unsqueeze(-1)).squeeze(-1)
+
+    return f
+
+
+def _log_sampler(heatmaps: Tensor, locs: Tensor, ksize: int, lo: float, hi: float) -> Callable[[int, int], Tensor]:
+    """Taps of log(clip(MMPose-blurred heatmaps, lo, hi)) around the integer locations."""
+    blurred = gaussian_blur(heatmaps, ksize)
+    ratio = max_ratio(heatmaps, blurred, dims=(-2, -1))
+    f = _sampler(blurred, locs[..., 0].long(), locs[..., 1].long())
+    return lambda dx, dy: (f(dx, dy) * ratio).clamp(lo, hi).log()
+
+
+def refine_quarter(locs: Tensor, heatmaps: Tensor) -> Tensor:
+    """MMPose ``refine_keypoints``: move 0.25 px from the argmax toward the higher neighbour, per axis."""
+    h, w = heatmaps.shape[-2:]
+    x, y = locs[..., 0].long(), locs[..., 1].long()
+    f = _sampler(heatmaps, x, y)
+    # MMPose's bounds, quirks included (1 < x, 0 < y < H).
+    ok_x = (x > 1) & (x < w - 1) & (y > 0) & (y < h)
+    ok_y = (y > 1) & (y < h - 1) & (x > 0) & (x < w)
+    dx = torch.where(ok_x, f(1, 0) - f(-1, 0), 0)
+    dy = torch.where(ok_y, f(0, 1) - f(0, -1), 0)
+    return locs + 0.25 * torch.stack((torch.sign(dx), torch.sign(dy)), dim=-1)
+
+
+def refine_dark(locs: Tensor, heatmaps: Tensor, blur_kernel_size: int) -> Tensor:
+    """MMPose ``refine_keypoints_dark``: Newton step on the log of the blurred heatmap (DARK)."""
+    h, w = heatmaps.shape[-2:]
+    f = _log_sampler(heatmaps, locs, blur_kernel_size, 1e-10, math.inf)
+    x, y = locs[..., 0], locs[..., 1]
+    c = f(0, 0)
+    dx = 0.5 * (f(1, 0) - f(-1, 0))
+    dy = 0.5 * (f(0, 1) - f(0, -1))
+    dxx = 0.25 * (f(2, 0) - 2 * c + f(-2, 0))
+    dyy = 0.25 * (f(0, 2) - 2 * c + f(0, -2))
+    dxy = 0.25 * (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1))
+    det = dxx * dyy - dxy**2
+    ok = (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2) & (det != 0)
+    det = torch.where(ok, det, 1)
+    off_x = -(dyy * dx - dxy * dy) / det
+    off_y = -(dxx * dy - dxy * dx) / det
+    return locs + torch.where(ok[..., None], torch.stack((off_x, off_y), dim=-1), 0)
+
+
+def refine_dark_udp(locs: Tensor, heatmaps: Tensor, blur_kernel_size: int) -> Tensor:
+    """MMPose ``refine_keypoints_dark_udp``: DARK with a clipped log, edge padding and 1-px differences."""
+    f = _log_sampler(heatmaps, locs, blur_kernel_size, 1e-3, 50.0)
+    i = f(0, 0)
+    ix1, ix1_ = f(1, 0), f(-1, 0)
+    iy1, iy1_ = f(0, 1), f(0, -1)
+    dx = 0.5 * (ix1 - ix1_)
+    dy = 0.5 * (iy1 - iy1_)
+    eps = torch.finfo(torch.float32).eps  # MMPose adds eps * I to the hessian before inverting
+    dxx = ix1 - 2 * i + ix1_ + eps
+    dyy = iy1 - 2 * i + iy1_ + eps
+    dxy = 0.5 * (f(1, 1) - ix1 - iy1 + 2 * i - ix1_ - iy1_ + f(-1, -1))
+    det = dxx * dyy - dxy**2
+    ok = det != 0
+    det = torch.where(ok, det, 1)
+    step = torch.stack(((dyy * dx - dxy * dy) / det, (dxx * dy - dxy * dx) / det), dim=-1)
+    return locs - torch.where(ok[..., None], step, 0)
+
+
+def refine_simcc_dark(locs: Tensor, simcc: Tensor, blur_kernel_size: int) -> Tensor:
+    """MMPose ``refine_simcc_dark`` on one axis: locs (N, K) in bins, simcc (N, K, L) -> refined (N, K)."""
+    n = simcc.shape[-1]
+    blurred = gaussian_blur1d(simcc, blur_kernel_size)
+    ratio = max_ratio(simcc, blurred, dims=(-1,))
+    px = torch.trunc(locs + 2.5).long() - 2  # MMPose: int(x + 2.5) in a copy edge-padded by 2 bins
+
+    def f(d: int) -> Tensor:
+        tap = blurred.gather(-1, (px + d).clamp(0, n - 1).unsqueeze(-1)).squeeze(-1)
+        return (tap * ratio).clamp(1e-3, 50.0).log()
+
+    dx = 0.5 * (f(1) - f(-1))
+    dxx = 1e-9 + 0.25 * (f(2) - 2 * f(0) + f(-2))
+    return locs - dx / dxx
+
+
+def simcc_blur_kernel(sigma: float) -> int:
+    """MMPose's SimCC-DARK blur kernel for a label sigma: (20 sigma - 7) // 3, made odd."""
+    ks = int((sigma * 20 - 7) // 3)
+    return ks - int(ks % 2 == 0)

@@ -1,0 +1,86 @@
+"""Data transforms: batched, device-agnostic augmentation and target generation with MMPose 1.x conventions.
+
+The contract: a transform is a frozen dataclass called as ``transform(batch, rng) -> batch``.
+It takes a whole batch (a :class:`TopdownBatch` or :class:`BottomupBatch` dict of tensors)
+and returns a new dict, vectorised over the batch, on the batch's device: during GPU
+training one call warps and encodes the batch on the GPU. ``rng`` is a
+:class:`KeyedRNG` (seed, epoch); random transforms draw per-sample numbers keyed by
+``batch["keys"]`` so a sample's augmentation never depends on its batch, position or rank.
+
+Top-down batch (one person per row, see :class:`TopdownBatch` for every key)::
+
+    images (B, 3, H, W) uint8/float32 RGB   keypoints (B, K, 2) float32 pixels of images
+    visible (B, K) float32                  center, scale (B, 2) float32 (MMPose bbox_center/scale)
+    rotation (B,) degrees  flip (B,) bool   keys (B,) int64 sample ids
+    + bbox (B, 4) xyxy in; + warp (B, 2, 3) and targets out
+
+Pipelines: :func:`topdown_train_pipeline` / :func:`topdown_val_pipeline` build MMPose's
+recipe from a :class:`~posecore.metainfo.DatasetMeta` and a codec. The per-sample
+numpy/OpenCV reference path lives in :mod:`posecore.transforms.reference`.
+
+To add a transform: write a frozen dataclass with ``__call__(self, batch, rng=None)`` in
+the module of its kind (``common.py`` for both layouts, ``topdown.py``, ``bottomup.py``),
+start its docstring with the shapes it reads and writes, decorate it with
+``@register_transform("name", batches=("topdown",))`` (list each layout it accepts) and,
+if random, give it a ``stream: int`` field no other transform uses and draw through
+``rng.uniform(batch["keys"], self.stream, n)``. ``tests/transforms/test_registry.py`` then
+runs it on small batches of each listed layout automatically.
+"""
+
+from ._base import (
+    Batch,
+    BatchKind,
+    BottomupBatch,
+    Compose,
+    TopdownBatch,
+    Transform,
+    available_transforms,
+    build_transform,
+    register_transform,
+    transform_batch_kinds,
+    transform_fields,
+)
+from .bottomup import BottomupRandomAffine, BottomupResize
+from .common import IMAGENET_MEAN, IMAGENET_STD, GenerateTarget, Normalize, PhotometricDistortion, RandomFlip
+from .rng import KeyedRNG
+from .topdown import (
+    GetBBoxCenterScale,
+    RandomBBoxTransform,
+    RandomHalfBody,
+    TopdownAffine,
+    TopdownAugmentation,
+    make_topdown_batch,
+    topdown_train_pipeline,
+    topdown_val_pipeline,
+)
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Batch",
+    "BatchKind",
+    "BottomupBatch",
+    "BottomupRandomAffine",
+    "BottomupResize",
+    "Compose",
+    "GenerateTarget",
+    "GetBBoxCenterScale",
+    "KeyedRNG",
+    "Normalize",
+    "PhotometricDistortion",
+    "RandomBBoxTransform",
+    "RandomFlip",
+    "RandomHalfBody",
+    "TopdownAffine",
+    "TopdownAugmentation",
+    "TopdownBatch",
+    "Transform",
+    "available_transforms",
+    "build_transform",
+    "make_topdown_batch",
+    "register_transform",
+    "topdown_train_pipeline",
+    "topdown_val_pipeline",
+    "transform_batch_kinds",
+    "transform_fields",
+]

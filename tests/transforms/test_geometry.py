@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from posecore.transforms.geometry import (
+    bbox_xyxy_to_center_scale,
+    center_scale_to_bbox_xyxy,
+    compose_affine,
+    fix_aspect_ratio,
+    flip_bbox_xyxy,
+    flip_keypoints,
+    flip_matrix,
+    invert_affine,
+    points_inside,
+    transform_points,
+    warp_images,
+    warp_matrix,
+)
+from posecore.transforms.reference import get_warp_matrix_np, warp_affine_cv2
+
+
+def test_bbox_xyxy_to_center_scale_golden() -> None:
+    center, scale = bbox_xyxy_to_center_scale(torch.tensor([[10.0, 20.0, 110.0, 220.0]]))
+    assert center.tolist() == [[60.0, 120.0]]
+    assert scale.tolist() == [[125.0, 250.0]]  # (100, 200) x MMPose's padding 1.25
+    back = center_scale_to_bbox_xyxy(center, scale, padding=1.25)
+    assert back.tolist() == [[10.0, 20.0, 110.0, 220.0]]
+
+
+def test_fix_aspect_ratio_only_grows() -> None:
+    out = fix_aspect_ratio(torch.tensor([[100.0, 100.0], [60.0, 200.0]]), aspect_ratio=0.75)
+    np.testing.assert_allclose(out.numpy(), [[100.0, 400.0 / 3.0], [150.0, 200.0]], rtol=1e-6)
+
+
+def test_flip_keypoint_golden() -> None:
+    kp = torch.tensor([[[10.0, 5.0], [30.0, 6.0]]])
+    out, vis = flip_keypoints(kp, torch.tensor([[1.0, 0.0]]), 100, torch.tensor([1, 0]))
+    assert out.tolist() == [[[69.0, 6.0], [89.0, 5.0]]]  # x=10 in width 100 -> 89, and swapped
+    assert vis.tolist() == [[0.0, 1.0]]
+    assert flip_bbox_xyxy(torch.tensor([10.0, 1.0, 30.0, 2.0]), 100).tolist() == [69.0, 1.0, 89.0, 2.0]
+    m = flip_matrix(torch.tensor([True, False]), 100)
+    assert transform_points(torch.tensor([[[10.0, 5.0]], [[10.0, 5.0]]]), m).tolist() == [[[89.0, 5.0]], [[10.0, 5.0]]]
+
+
+def test_warp_matrix_pure_scale_translate_golden() -> None:
+    center, scale, rot = torch.tensor([[60.0, 120.0]]), torch.tensor([[100.0, 200.0]]), torch.zeros(1)
+    m = warp_matrix(center, scale, rot, (200, 400))
+    # factor w / scale_w = 2; the centre goes to (w / 2, h / 2): t = (100, 200) - 2 * (60, 120)
+    np.testing.assert_allclose(m[0].numpy(), [[2.0, 0.0, -20.0], [0.0, 2.0, -40.0]], atol=1e-6)
+    udp = warp_matrix(center, scale, rot, (200, 400), use_udp=True)
+    # UDP: factors (w - 1) / 100 and (h - 1) / 200; the centre goes to ((w - 1) / 2, (h - 1) / 2)
+    np.testing.assert_allclose(udp[0].numpy(), [[1.99, 0.0, 99.5 - 119.4], [0.0, 1.995, 199.5 - 239.4]], atol=1e-5)
+
+
+def test_warp_matrix_rotation_sense_golden() -> None:
+    m = warp_matrix(torch.tensor([[50.0, 50.0]]), torch.tensor([[100.0, 100.0]]), torch.tensor([90.0]), (100, 100))
+    # MMPose's get_warp_matrix: a point right of the centre ends up above it
+    assert transform_points(torch.tensor([[[60.0, 50.0]]]), m)[0, 0].tolist() == pytest.approx([50.0, 40.0], abs=1e-4)
+
+
+@pytest.mark.parametrize("use_udp", [False, True])
+def test_warp_matrix_equals_mmpose_construction(use_udp: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    center = torch.rand(16, 2, generator=g) * 500
+    scale = torch.rand(16, 2, generator=g) * 300 + 20
+    scale = fix_aspect_ratio(scale, 192 / 256)
+    rot = (torch.rand(16, generator=g) - 0.5) * 160
+    ours = warp_matrix(center, scale, rot, (192, 256), use_udp).numpy()
+    for i in range(16):
+        ref = get_warp_matrix_np(center[i].tolist(), scale[i].tolist(), float(rot[i]), (192, 256), use_udp)
+        np.testing.assert_allclose(ours[i], ref, rtol=1e-4, atol=2e-3)
+
+
+def test_invert_and_compose() -> None:
+    m = warp_matrix(torch.tensor([[30.0, 40.0]]), torch.tensor([[90.0, 120.0]]), torch.tensor([33.0]), (48, 64))
+    ident = compose_affine(invert_affine(m), m)
+    assert torch.allclose(ident, torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]]), atol=1e-5)
+    pts = torch.tensor([[[3.0, 4.0], [100.0, -7.0]]])
+    assert torch.allclose(transform_points(transform_points(pts, m), invert_affine(m)), pts, atol=1e-3)
+
+
+def test_points_inside_is_the_pixel_centre_grid() -> None:
+    pts = torch.tensor([[0.0, 0.0], [47.0, 63.0], [-0.01, 3.0], [47.01, 3.0], [3.0, 63.5]])
+    assert points_inside(pts, (48, 64)).tolist() == [True, True, False, False, False]
+
+
+def test_identity_warp_is_exact() -> None:
+    images = torch.randint(0, 256, (2, 3, 20, 30), dtype=torch.uint8)
+    ident = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
+    assert torch.allclose(warp_images(images, ident, (30, 20)), images.float(), atol=1e-3)
+    shift = ident.clone()
+    shift[:, 0, 2] = -3.0  # dst x = src x - 3: column 3 of the source lands in column 0
+    out = warp_images(images, shift, (30, 20))
+    assert torch.allclose(out[..., :27], images[..., 3:].float(), atol=1e-3)
+    assert out[..., 27:].abs().max() == 0  # zeros padding, as cv2's constant border
+
+
+@pytest.mark.parametrize("use_udp", [False, True])
+def test_warp_images_matches_cv2_warp_affine(real_image: np.ndarray, use_udp: bool) -> None:
+    """grid_sample with our normalisation == cv2.warpAffine(INTER_LINEAR) up to OpenCV's 1/32-px weights."""
+    h, w = real_image.shape[:2]
+    center = torch.tensor([[w * 0.55, h * 0.45], [w * 0.3, h * 0.6]])
+    scale = fix_aspect_ratio(torch.tensor([[w * 0.5, h * 0.7], [w * 0.2, h * 0.2]]), 192 / 256)
+    m = warp_matrix(center, scale, torch.tensor([25.0, -70.0]), (192, 256), use_udp)
+    src = torch.from_numpy(real_image).permute(2, 0, 1)[None].expand(2, -1, -1, -1)
+    ours = warp_images(src, m, (192, 256)).permute(0, 2, 3, 1).numpy()
+    for i in range(2):
+        ref = warp_affine_cv2(real_image, m[i].numpy(), (192, 256)).astype(np.float32)
+        # compare away from the image border, where the zero padding is sampled
+        ys, xs = np.mgrid[0:256, 0:192]
+        back = transform_points(
+            torch.tensor(np.stack([xs, ys], -1).reshape(1, -1, 2), dtype=torch.float32), invert_affine(m[i : i + 1])
+        )
+        bx, by = back[0, :, 0].numpy().reshape(256, 192), back[0, :, 1].numpy().reshape(256, 192)
+        inner = (bx >= 1) & (bx <= w - 2) & (by >= 1) & (by <= h - 2)
+        assert inner.mean() > 0.5
+        diff = np.abs(ours[i] - ref)[inner]
+        assert diff.mean() < 1.5, diff.mean()
+        assert np.percentile(diff, 99) < 8.0
+        # cv2 rounds to uint8: a mean near 0.25 is the rounding alone
+        assert math.isfinite(float(diff.max()))
