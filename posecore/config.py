@@ -21,10 +21,16 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
-from posecore.codecs import Codec, build_codec
+from posecore._flatten import flatten as flatten
+from posecore._flatten import to_dict as to_dict
+from posecore.codecs import Codec
 from posecore.data.cache import CacheSpec
 from posecore.datasets.converters import SourceSpec, available_converters
+from posecore.engine.config import TrainConfig, check_train_config
+from posecore.evaluation.topdown import EvalConfig
 from posecore.metainfo import available_metas
+from posecore.models.estimator import ModelSpec, available_presets
+from posecore.tracking import TrackingConfig
 
 T = TypeVar("T")
 
@@ -59,21 +65,38 @@ class DataParams(SourceSpec):
     out: str = "data/converted"
 
 
-def _default_codec() -> dict[str, Any]:
-    return {"name": "msra_heatmap", "heatmap_size": [48, 64], "sigma": 2.0}
-
-
 @dataclass(frozen=True)
 class ModelParams:
-    """The model. ``codec`` is ``{name: <registered codec>, <its fields>}`` without ``input_size``,
-    which always comes from ``input_size`` here (one setting, one place)."""
+    """The model: a preset (``posecore/models/presets/``) and overrides of its parts.
 
-    input_size: tuple[int, int] = (192, 256)
-    codec: dict[str, Any] = field(default_factory=_default_codec)
+    Each part is ``{name: <registered builder>, <its options>}``; a part naming another builder
+    replaces the preset's, otherwise its keys update it. The codec takes ``input_size`` from
+    here (one setting, one place).
+    """
+
+    preset: str = field(default="synthetic-lite0", metadata={"choices": lambda: ["", *available_presets()]})
+    input_size: tuple[int, int] | None = None
+    backbone: dict[str, Any] = field(default_factory=dict)
+    neck: dict[str, Any] = field(default_factory=dict)
+    head: dict[str, Any] = field(default_factory=dict)
+    codec: dict[str, Any] = field(default_factory=dict)
+    flip_test: bool = True
+    shift_heatmap: bool = False
+
+    def spec(self) -> ModelSpec:
+        return ModelSpec.resolve(
+            self.preset,
+            input_size=self.input_size,
+            backbone=self.backbone,
+            neck=self.neck,
+            head=self.head,
+            codec=self.codec,
+            flip_test=self.flip_test,
+            shift_heatmap=self.shift_heatmap,
+        )
 
     def build_codec(self) -> Codec:
-        options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.codec.items() if k != "name"}
-        return build_codec(self.codec["name"], input_size=tuple(self.input_size), **options)
+        return self.spec().build_codec()
 
 
 @dataclass(frozen=True)
@@ -89,6 +112,9 @@ class Params:
     synth: SynthParams = field(default_factory=SynthParams)
     model: ModelParams = field(default_factory=ModelParams)
     encode: EncodeParams = field(default_factory=EncodeParams)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 _CHOICES: dict[tuple[type, str], Callable[[], Iterable[str]]] = {
@@ -204,17 +230,12 @@ def _check_cross(params: Params, errors: list[str]) -> None:
             f"data.root ({params.data.root!r}) must equal synth.out ({params.synth.out!r}) when data.source is "
             "'synthetic': the convert stage reads what the synth stage writes"
         )
-    if not isinstance(params.model.codec.get("name"), str):
-        errors.append("model.codec.name: required; the registered codec to use (posecore.codecs.available_codecs())")
-    elif "input_size" in params.model.codec:
-        errors.append("model.codec.input_size: not allowed; the codec takes model.input_size")
-    else:
-        try:
-            params.model.build_codec()
-        except (ValueError, TypeError) as exc:
-            errors.append(f"model.codec: {exc}")
-    if any(v <= 0 for v in params.model.input_size):
-        errors.append(f"model.input_size: {list(params.model.input_size)} must be two positive integers [w, h]")
+    try:
+        params.model.build_codec()
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        errors.append(message if message.startswith("model.") else f"model: {message}")
+    errors.extend(check_train_config(params.train))
     meta = params.data.meta
     if not (meta.endswith((".yaml", ".yml")) or meta in available_metas()):
         errors.append(
@@ -248,20 +269,3 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
             node = node.setdefault(p, {})
         node[leaf] = value
     return parse_params(raw, str(path))
-
-
-def to_dict(params: Any) -> dict[str, Any]:
-    """Plain nested dict of a params object (for logging and JSON)."""
-    return dataclasses.asdict(params)
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}} -> {"a.b": 1}`` for MLflow params."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key))
-        else:
-            out[key] = v
-    return out

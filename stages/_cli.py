@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from posecore.config import ConfigError, Params, load_params
 from posecore.datasets.validation import DataValidationError
+from posecore.tracking import TrackingUnavailable
 
 
 def stage_main(description: str, body: Callable[[Params], object], argv: Sequence[str] | None = None) -> int:
@@ -21,7 +22,7 @@ def stage_main(description: str, body: Callable[[Params], object], argv: Sequenc
     args = parser.parse_args(argv)
     try:
         body(load_params(args.params))
-    except (ConfigError, DataValidationError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, DataValidationError, FileNotFoundError, ValueError, TrackingUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

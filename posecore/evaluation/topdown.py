@@ -1,0 +1,173 @@
+"""Top-down prediction and scoring on a cached split: used by validation during training and by ``evaluate``.
+
+Predictions are decoded in model-input pixels and mapped back to image pixels with the
+inverse of each crop's warp, then scored against the split's ground-truth COCO file
+(COCO AP with the meta's sigmas) and by PCK (box-normalised) / AUC / EPE.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from posecore.data.cache import CacheSplit
+from posecore.evaluation.coco import CocoKeypointEvaluator, KeypointPredictions
+from posecore.evaluation.functional import pck_curve
+from posecore.evaluation.keypoint_metrics import AUCEvaluator, EPEEvaluator, MetricReport, PCKEvaluator
+from posecore.metainfo import DatasetMeta
+from posecore.transforms.geometry import invert_affine, transform_points
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How predictions are scored (``evaluate:`` in params.yaml)."""
+
+    metric: Literal["AP", "PCK", "AUC", "EPE"] = "AP"
+    pck_thr: float = field(default=0.2, metadata={"range": (0.0, 1.0)})
+    auc_norm: float = field(default=30.0, metadata={"range": (1e-6, 1e6)})
+    nms_mode: Literal["oks_nms", "soft_oks_nms", "none"] = "oks_nms"
+    nms_thr: float = field(default=0.9, metadata={"range": (0.0, 1.0)})
+    score_mode: Literal["bbox_keypoint", "bbox", "keypoint"] = "bbox_keypoint"
+    keypoint_score_thr: float = field(default=0.2, metadata={"range": (0.0, 1.0)})
+    flip_test: bool = True
+    batch_size: int = field(default=64, metadata={"range": (1, 100_000)})
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric != "EPE"
+
+
+def normalized_inputs(
+    split: CacheSplit, indices: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
+) -> Tensor:
+    """(B, 3, h, w) float32 model inputs for ``indices`` of a preprocessed (val) split."""
+    images = torch.from_numpy(split.images(indices)).permute(0, 3, 1, 2).to(torch.float32)
+    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return (images - m) / s
+
+
+@dataclass
+class SplitPredictions:
+    """keypoints (N, K, 2) in image pixels, scores (N, K); rows follow the split's index."""
+
+    keypoints: np.ndarray
+    scores: np.ndarray
+
+    def for_coco(self, split: CacheSplit) -> KeypointPredictions:
+        boxes = split.image_bbox
+        return KeypointPredictions(
+            image_ids=split.image_id,
+            keypoints=self.keypoints,
+            keypoint_scores=self.scores,
+            bbox_scores=split.bbox_score,
+            areas=(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]),
+            bboxes=boxes,
+        )
+
+
+@torch.no_grad()
+def predict_split(
+    model: nn.Module, split: CacheSplit, flip_test: bool, batch_size: int = 64, device: torch.device | None = None
+) -> SplitPredictions:
+    """Run ``model.predict`` over a preprocessed split and map keypoints back to image pixels."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    kps, scores = [], []
+    n = len(split)
+    try:
+        for start in range(0, n, batch_size):
+            idx = np.arange(start, min(n, start + batch_size))
+            inputs = normalized_inputs(split, idx, model.mean, model.std).to(device)
+            kp, sc = model.predict(inputs, flip_test=flip_test)
+            to_image = invert_affine(torch.from_numpy(split.warp[idx]).to(torch.float64))
+            kps.append(transform_points(kp.cpu().to(torch.float64), to_image).to(torch.float32).numpy())
+            scores.append(sc.cpu().numpy().astype(np.float32))
+    finally:
+        model.train(was_training)
+    k = len(model.flip_indices)
+    return SplitPredictions(
+        np.concatenate(kps) if kps else np.zeros((0, k, 2), np.float32),
+        np.concatenate(scores) if scores else np.zeros((0, k), np.float32),
+    )
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    per_keypoint: dict[str, dict[str, float]]
+    pck_curve: tuple[np.ndarray, np.ndarray]
+    errors: np.ndarray  # (N,) mean keypoint error per instance in image pixels (NaN: none labelled)
+
+
+def score_predictions(
+    preds: SplitPredictions, split: CacheSplit, gt_file: Path, meta: DatasetMeta, cfg: EvalConfig
+) -> EvalResult:
+    """COCO AP/AR (10 stats) + PCK@thr (box) + AUC + EPE, with per-keypoint tables."""
+    gt = _image_keypoints(split)
+    mask = split.visible > 0
+    evaluator = CocoKeypointEvaluator(
+        gt_file,
+        meta,
+        score_mode=cfg.score_mode,
+        keypoint_score_thr=cfg.keypoint_score_thr,
+        nms_mode=cfg.nms_mode,
+        nms_thr=cfg.nms_thr,
+    )
+    metrics = dict(evaluator.evaluate(preds.for_coco(split)))
+    reports: list[MetricReport] = [
+        PCKEvaluator(meta, thr=cfg.pck_thr, norm_item="bbox").evaluate(
+            preds.keypoints, gt, mask, bboxes=split.image_bbox
+        ),
+        AUCEvaluator(meta, norm_factor=cfg.auc_norm).evaluate(preds.keypoints, gt, mask),
+        EPEEvaluator(meta).evaluate(preds.keypoints, gt, mask),
+    ]
+    per_keypoint: dict[str, dict[str, float]] = {name: {} for name in meta.keypoint_names}
+    for report in reports:
+        metrics.update(report.metrics)
+        for name, row in report.per_keypoint.items():
+            per_keypoint[name].update(row)
+    thresholds = np.round(np.linspace(0.0, 0.5, 51), 4)
+    boxes = split.image_bbox
+    sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    norm = np.tile(sizes[:, None], (1, 2)).astype(np.float64) if len(sizes) else np.zeros((0, 2))
+    avg, _ = pck_curve(preds.keypoints, gt, mask, norm, thresholds) if len(sizes) else (np.zeros(51), None)
+    dist = np.linalg.norm(preds.keypoints - gt, axis=-1)
+    with np.errstate(invalid="ignore"):
+        errors = np.where(mask.any(1), (dist * mask).sum(1) / np.maximum(mask.sum(1), 1), np.nan)
+    return EvalResult(metrics, per_keypoint, (thresholds, np.asarray(avg)), errors)
+
+
+def _image_keypoints(split: CacheSplit) -> np.ndarray:
+    """Ground-truth keypoints (N, K, 2) in image pixels, from the input-pixel ones and the warps."""
+    to_image = invert_affine(torch.from_numpy(split.warp).to(torch.float64))
+    return transform_points(torch.from_numpy(split.keypoints).to(torch.float64), to_image).numpy()
+
+
+def make_validator(
+    split: CacheSplit, gt_file: Path, meta: DatasetMeta, cfg: EvalConfig
+) -> Callable[[nn.Module, int], dict[str, float]]:
+    """``validate(model, epoch) -> metrics`` for the trainer (prefixes nothing; the trainer adds ``val/``)."""
+
+    def validate(model: nn.Module, epoch: int) -> dict[str, float]:
+        preds = predict_split(model, split, cfg.flip_test, cfg.batch_size)
+        return metric_names(score_predictions(preds, split, gt_file, meta, cfg).metrics)
+
+    return validate
+
+
+def metric_names(metrics: dict[str, float]) -> dict[str, float]:
+    """Names MLflow accepts (letters, digits, ``_-./:``): ``AP (M)`` -> ``AP_M``, ``PCK@0.2`` -> ``PCK_0.2``."""
+    out = {}
+    for name, value in metrics.items():
+        clean = name.replace(" (", "_").replace(")", "").replace(" ", "_")
+        out[re.sub(r"[^A-Za-z0-9_\-./:]", "_", clean)] = value
+    return out

@@ -1,0 +1,139 @@
+"""Shared pieces of the backbones: the base class, ``out_indices`` checking, conv-BN-act."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from torch import Tensor, nn
+
+from posecore.models.pretrained import LoadReport, get_weights, load_pretrained
+
+#: ImageNet RGB mean / std on 0..255 pixel values (torchvision's, scaled by 255).
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+B = TypeVar("B", bound="Backbone")
+
+
+def check_out_indices(
+    out_indices: Sequence[int] | None, num_stages: int, default: Sequence[int], what: str = "out_indices"
+) -> tuple[int, ...]:
+    """``None`` -> ``default``; negative indices count from the end; strictly increasing, in range."""
+    if out_indices is None:
+        out_indices = default
+    if isinstance(out_indices, int):
+        out_indices = (out_indices,)
+    resolved = tuple(i + num_stages if i < 0 else i for i in out_indices)
+    if not resolved or any(not 0 <= i < num_stages for i in resolved) or list(resolved) != sorted(set(resolved)):
+        raise ValueError(
+            f"{what} {tuple(out_indices)} must be distinct, increasing stage indices in 0..{num_stages - 1}"
+        )
+    return resolved
+
+
+class Backbone(nn.Module):
+    """Base of every backbone: multi-scale features and what a caller must know about them.
+
+    forward: x (B, 3, H, W) float32, normalised as ``(pixels - mean) / std`` (RGB, 0..255)
+        -> tuple of (B, out_channels[i], H / strides[i], W / strides[i]), strides increasing.
+    """
+
+    out_channels: tuple[int, ...]
+    strides: tuple[int, ...]
+    out_indices: tuple[int, ...]
+    #: Input normalisation (RGB, 0..255 pixel values); ImageNet's unless a family's weights differ.
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    #: What the last ``load_pretrained`` did (None for a random initialisation).
+    pretrained_report: LoadReport | None = None
+
+    def load_weights(self, backbone_name: str, tag: str) -> LoadReport:
+        """Load the registered weights ``tag`` (see ``posecore.models.pretrained``); exact fit or error."""
+        weights = get_weights(backbone_name, tag)
+        if (tuple(weights.mean), tuple(weights.std)) != (tuple(self.mean), tuple(self.std)):
+            raise ValueError(
+                f"weights {weights.name!r} expect mean {weights.mean} / std {weights.std}, "
+                f"but {type(self).__name__} declares {self.mean} / {self.std}"
+            )
+        self.pretrained_report = load_pretrained(self, weights)
+        return self.pretrained_report
+
+    def truncate(self) -> None:
+        """Drop the layers that no selected output depends on (after loading weights)."""
+
+
+def finish(backbone: B, name: str, pretrained: str | None) -> B:
+    """What every builder ends with: load ``pretrained`` weights if asked, then drop unused layers.
+
+    Weights are loaded into the full network so that a file is checked to fit exactly.
+    """
+    if pretrained is not None:
+        backbone.load_weights(name, pretrained)
+    backbone.truncate()
+    return backbone
+
+
+class StagedBackbone(Backbone):
+    """A backbone that is a chain of stages; returns the outputs of the stages in ``out_indices``.
+
+    Stages after the last selected one are dropped by :meth:`truncate` (once pretrained weights
+    are loaded), so every parameter takes part in the forward pass.
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[nn.Module],
+        stage_channels: Sequence[int],
+        stage_strides: Sequence[int],
+        out_indices: Sequence[int] | None,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self._stage_channels = tuple(stage_channels)
+        self._stage_strides = tuple(stage_strides)
+        self.out_indices = check_out_indices(out_indices, len(stages), range(len(stages)))
+        self.out_channels = tuple(self._stage_channels[i] for i in self.out_indices)
+        self.strides = tuple(self._stage_strides[i] for i in self.out_indices)
+        self.mean, self.std = mean, std
+
+    def truncate(self) -> None:
+        """Drop the stages after the last selected one."""
+        del self.stages[self.out_indices[-1] + 1 :]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+
+class ConvBNAct(nn.Module):
+    """conv (no bias) -> BatchNorm -> activation; submodules ``conv``, ``bn``, ``act``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        act: Callable[[], nn.Module] | None = nn.ReLU,
+        bn_eps: float = 1e-5,
+        bn_momentum: float = 0.1,
+        conv: type[nn.Conv2d] = nn.Conv2d,
+    ) -> None:
+        super().__init__()
+        self.conv = conv(
+            in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, groups=groups, bias=False
+        )
+        self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
+        self.act = act() if act is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))

@@ -1,0 +1,116 @@
+"""Flip test-time augmentation: map a horizontally flipped input's outputs back, and average.
+
+``flip_outputs(head(feats(flip(image))), meta.flip_indices)`` is in the orientation of
+``head(feats(image))``, key by key (B instances, K keypoints; MMPose ``models/utils/tta.py``):
+
+- "heatmaps" (B, K, H, W): flip W, reorder channels by ``flip_indices``; (B, 3K, H, W)
+  (UDP combined: disc, x offset, y offset per keypoint): the same per group, x offsets negated.
+  ``shift_heatmap`` then moves every map one pixel right (MMPose ``shift_heatmap``);
+- "simcc_x" (B, K, Wx): flip the bins, reorder; "simcc_y" (B, K, Wy): reorder only;
+- "coords" (B, K, 2) normalised by the input size: x -> 1 - x, minus 1 / W when ``input_size``
+  is given (MMPose ``flip_coordinates`` with ``shift_coords``); reorder;
+- "sigmas", "keypoint_weights" (B, K, ...): reorder only.
+
+Conventions. A horizontal flip maps input pixel x to W - 1 - x (pixel centres; MMPose's
+``flip_keypoints``) and keypoint k to ``flip_indices[k]``. Under that flip the outputs map back
+exactly for UDP heatmaps (heatmap pixel = x (W_hm - 1) / (W - 1)), for normalised coords with
+``input_size``, and for MSRA heatmaps / SimCC vectors when a heatmap pixel / bin is one input
+pixel (stride 1, split_ratio 1). With an MSRA stride s (heatmap pixel = x / s) the map of
+the flipped input comes back (s - 1) / s heatmap pixels left of the original; the one-pixel
+shift leaves it 1 / s right, and recovers MSRA's rounded targets exactly for keypoints on the
+heatmap grid (x = s * i) - why MMPose shifts MSRA heatmaps and not UDP ones. SimCC with
+split_ratio r comes back r - 1 bins right ((r - 1) / r input pixels), which MMPose, and we,
+leave as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["average_flip", "flip_outputs"]
+
+_SWAP_ONLY = ("sigmas", "keypoint_weights", "simcc_y")
+
+
+def flip_outputs(
+    outputs: Mapping[str, Tensor],
+    flip_indices: Sequence[int],
+    shift_heatmap: bool = False,
+    input_size: tuple[int, int] | None = None,
+) -> dict[str, Tensor]:
+    """Outputs of a horizontally flipped input (keys as above, each (B, K, ...)) -> the original orientation.
+
+    ``flip_indices`` is ``DatasetMeta.flip_indices`` (length K); ``input_size`` (W, H) enables
+    the 1 / W shift of normalised coords. Returns new tensors; the inputs are left untouched.
+    """
+    indices = list(flip_indices)
+    k = len(indices)
+    if sorted(indices) != list(range(k)) or any(indices[j] != i for i, j in enumerate(indices)):
+        raise ValueError(
+            f"flip_indices must pair keypoints symmetrically (a permutation that is its own inverse); got {indices}"
+        )
+    index = None
+    flipped: dict[str, Tensor] = {}
+    for key, value in outputs.items():
+        if index is None or index.device != value.device:
+            index = torch.tensor(indices, device=value.device)
+        if value.ndim < 2 or value.shape[1] not in (k, 3 * k) or (value.shape[1] == 3 * k and key != "heatmaps"):
+            raise ValueError(
+                f"flip_outputs: {key!r} has shape {tuple(value.shape)}, expected (B, K = {k}, ...) to match "
+                "flip_indices (use the dataset meta the model was trained on)"
+            )
+        if key == "heatmaps":
+            flipped[key] = _flip_heatmaps(value, index, shift_heatmap)
+        elif key == "simcc_x":
+            flipped[key] = value.index_select(1, index).flip(-1)
+        elif key == "coords":
+            flipped[key] = _flip_coords(value, index, input_size)
+        elif key in _SWAP_ONLY:
+            flipped[key] = value.index_select(1, index)
+        else:
+            raise ValueError(
+                f"flip_outputs does not know how to flip output {key!r}; known: heatmaps, simcc_x, coords, "
+                f"{', '.join(_SWAP_ONLY)} (add the rule for a new output kind in posecore/models/flip.py)"
+            )
+    return flipped
+
+
+def _flip_heatmaps(heatmaps: Tensor, index: Tensor, shift: bool) -> Tensor:
+    if heatmaps.ndim != 4:
+        raise ValueError(f"flip_outputs: 'heatmaps' must be (B, C, H, W); got {tuple(heatmaps.shape)}")
+    b, c, h, w = heatmaps.shape
+    k = index.numel()
+    if c == k:
+        out = heatmaps.flip(-1).index_select(1, index)
+    else:  # UDP combined: (disc, x offset, y offset) per keypoint; a flip negates the x offsets
+        groups = heatmaps.reshape(b, k, 3, h, w).flip(-1).index_select(1, index)
+        sign = torch.tensor([1.0, -1.0, 1.0], device=heatmaps.device, dtype=heatmaps.dtype).reshape(1, 1, 3, 1, 1)
+        out = (groups * sign).reshape(b, c, h, w)
+    if shift:
+        out = torch.cat([out[..., :1], out[..., :-1]], dim=-1)
+    return out
+
+
+def _flip_coords(coords: Tensor, index: Tensor, input_size: tuple[int, int] | None) -> Tensor:
+    if coords.ndim != 3 or coords.shape[-1] != 2:
+        raise ValueError(f"flip_outputs: 'coords' must be (B, K, 2); got {tuple(coords.shape)}")
+    x = 1.0 - coords[..., 0]
+    if input_size is not None:
+        x = x - 1.0 / input_size[0]
+    return torch.stack((x, coords[..., 1]), dim=-1).index_select(1, index)
+
+
+def average_flip(outputs: Mapping[str, Tensor], flipped_back: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """(outputs + flip_outputs(outputs of the flipped input)) / 2, key by key (same keys and shapes)."""
+    if set(outputs) != set(flipped_back):
+        raise ValueError(f"average_flip: keys differ: {sorted(outputs)} vs {sorted(flipped_back)}")
+    out = {}
+    for key, value in outputs.items():
+        other = flipped_back[key]
+        if value.shape != other.shape:
+            raise ValueError(f"average_flip: {key!r} is {tuple(value.shape)} vs {tuple(other.shape)}")
+        out[key] = (value + other) * 0.5
+    return out

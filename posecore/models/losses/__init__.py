@@ -1,0 +1,38 @@
+"""Losses: ``forward(pred, target, weights (B, K)) -> scalar Tensor``, registered in ``LOSSES``.
+
+Shapes by family (B instances, K keypoints):
+
+- heatmap losses (``keypoint_mse``, ``keypoint_ohkm_mse``, ``adaptive_wing``): pred/target
+  (B, C, H, W) with C = K, or C = m * K (UDP combined maps: each keypoint's weight covers its m
+  channels);
+- ``kl_discret``: SimCC logits / labels (B, K, L) for one axis (a head adds the x and y terms);
+- regression losses (``smooth_l1``, ``wing``): normalised coords (B, K, D);
+- ``rle``: pred (B, K, 4) = coords (B, K, 2) then sigmas (B, K, 2) in (0, 1), target coords (B, K, 2).
+
+Every loss follows its MMPose 1.x namesake (formulas, reductions, defaults except where its
+docstring says otherwise) and defaults to ``use_target_weight=True``, so a keypoint with weight 0
+contributes nothing.
+
+To add a loss: write an ``nn.Module`` with that ``forward`` in a module of this package,
+decorate the class with ``@LOSSES.register("name")``, import the module below, and add an input
+recipe for it in ``tests/models/losses/test_losses.py`` (the registry-driven tests then check it
+is finite, differentiable and ignores zero-weight keypoints).
+"""
+
+from __future__ import annotations
+
+from . import classification, heatmap, regression  # noqa: F401  (registers the losses)
+from .classification import KLDiscretLoss
+from .heatmap import AdaptiveWingLoss, KeypointMSELoss, KeypointOHKMMSELoss
+from .regression import RealNVP, RLELoss, SmoothL1Loss, WingLoss
+
+__all__ = [
+    "AdaptiveWingLoss",
+    "KLDiscretLoss",
+    "KeypointMSELoss",
+    "KeypointOHKMMSELoss",
+    "RLELoss",
+    "RealNVP",
+    "SmoothL1Loss",
+    "WingLoss",
+]

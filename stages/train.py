@@ -1,0 +1,178 @@
+"""Stage ``train``: the cached dataset -> a trained model (``train.checkpoint_dir``), logged to MLflow.
+
+Runs in one process, or under ``torchrun`` when ``train.nproc > 1`` (this module re-launches
+itself; with ``--nnodes``/``--node-rank``/``--master-addr``/``--master-port`` it joins a
+multi-node job). Writes ``best.pt``/``latest.pt`` and ``model.json`` (the resolved model and
+dataset meta, so later stages rebuild the exact model), ``train_metrics.json`` (DVC metrics),
+``train_history.csv`` (DVC plots) and the MLflow run id for the stages that follow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from posecore.config import Params
+from posecore.data.cache import CachedTopdownData, cache_key, open_cache
+from posecore.engine import FitResult, fit
+from posecore.engine.distributed import get_rank, launch, launched_by_torchrun, session
+from posecore.engine.seed import seed_everything
+from posecore.evaluation.topdown import make_validator
+from posecore.io import atomic_write_json, atomic_write_text
+from posecore.metainfo import load_meta
+from posecore.models.estimator import build_estimator
+from posecore.tracking import make_logger, read_run_id_file
+from posecore.transforms import Normalize, topdown_train_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class TrainOutputs:
+    checkpoint_dir: Path
+    result: FitResult
+    run_id: str | None
+
+
+class _History:
+    """Keeps what the trainer logs, for the DVC plot and the stage's metrics file."""
+
+    def __init__(self, inner: Any | None) -> None:
+        self.inner = inner
+        self.rows: list[dict[str, float]] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        self.rows.append({"step": float(step), **metrics})
+        if self.inner is not None:
+            self.inner.log_metrics(metrics, step)
+
+    def log_params(self, params: Any) -> None:
+        if self.inner is not None:
+            self.inner.log_params(params)
+
+    def log_artifact(self, path: Path) -> None:
+        if self.inner is not None:
+            self.inner.log_artifact(path)
+
+    def csv(self) -> str:
+        keys = sorted({k for row in self.rows for k in row if k.startswith(("train/loss", "train/lr", "val/"))})
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["step", *[k.replace("/", "_") for k in keys]])
+        for row in self.rows:
+            writer.writerow([int(row["step"]), *[row.get(k, "") for k in keys]])
+        return buf.getvalue()
+
+
+def run(params: Params, resume: Path | None = None, device: str | None = None) -> TrainOutputs:
+    """Train the configured model on ``encode.out``; rank 0 writes outputs to ``train.checkpoint_dir``.
+
+    Fails before training when the MLflow tracking server cannot be reached.
+    """
+    out = Path(params.train.checkpoint_dir)
+    seed_everything(params.train.seed, params.train.deterministic)
+    dataset_dir = Path(params.data.out)
+    meta = load_meta(dataset_dir / "meta.yaml")
+    spec = params.model.spec()
+    codec = spec.build_codec()
+    cache = open_cache(Path(params.encode.out), cache_key(dataset_dir, params.encode, codec))
+    previous_run = None
+    if resume is not None and (out / "mlflow_run_id").is_file():
+        previous_run = read_run_id_file(out / "mlflow_run_id")["run_id"]
+    tracker = make_logger(params.tracking, params, REPO, get_rank(), out / "mlflow_run_id", run_id=previous_run)
+    model = build_estimator(spec, meta)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    pipeline = topdown_train_pipeline(meta, codec, normalize=Normalize(model.mean, model.std))
+    data = CachedTopdownData(cache["train"], pipeline, seed=params.train.seed)
+    validate = make_validator(cache["val"], dataset_dir / "annotations" / "val.json", meta, params.evaluate)
+
+    def loss_fn(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return model.loss(outputs, batch["targets"])
+
+    with tracker as logger:
+        history = _History(logger)
+        result = fit(
+            model,
+            loss_fn,
+            data,
+            params.train,
+            validate=validate,
+            metric_name=params.evaluate.metric,
+            higher_is_better=params.evaluate.higher_is_better,
+            logger=history,
+            resume=resume,
+            device=dev,
+        )
+        if get_rank() != 0:
+            return TrainOutputs(out, result, None)
+        atomic_write_json(out / "model.json", {"model": spec.to_dict(), "meta": meta.name}, indent=2)
+        atomic_write_text(out / "meta.yaml", (dataset_dir / "meta.yaml").read_text())
+        atomic_write_text(out / "train_history.csv", history.csv())
+        summary = {
+            f"best_{params.evaluate.metric}": result.best_metric,
+            "best_epoch": result.best_epoch,
+            "epochs": result.epochs,
+            "steps": result.global_step,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        }
+        atomic_write_json(out / "train_metrics.json", summary, indent=2)
+        logger.log_metrics({f"best/{params.evaluate.metric}": float(result.best_metric or 0.0)}, result.global_step)
+        for name in ("model.json", "train_history.csv", "train_metrics.json", "meta.yaml"):
+            logger.log_artifact(out / name)
+        if result.best is not None:
+            logger.log_artifact(result.best)
+        return TrainOutputs(out, result, getattr(logger, "run_id", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from latest.pt")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--nnodes", type=int, default=1)
+    parser.add_argument("--node-rank", type=int, default=0)
+    parser.add_argument("--master-addr", default=None)
+    parser.add_argument("--master-port", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    from stages._cli import stage_main
+
+    def body(params: Params) -> None:
+        if params.train.nproc > 1 and not launched_by_torchrun():
+            passthrough = [a for a in (argv if argv is not None else sys.argv[1:])]
+            code = launch(
+                ["-m", "stages.train", *passthrough],
+                params.train.nproc,
+                nnodes=args.nnodes,
+                node_rank=args.node_rank,
+                master_addr=args.master_addr,
+                master_port=args.master_port,
+            )
+            if code:
+                raise SystemExit(code)
+            return
+        resume = None
+        if args.resume == "auto":
+            resume = Path(params.train.checkpoint_dir) / "latest.pt"
+        elif args.resume:
+            resume = Path(args.resume)
+        with session():
+            outputs = run(params, resume, args.device)
+        if get_rank() == 0:
+            print(json.dumps({"best": outputs.result.best_metric, "epoch": outputs.result.best_epoch}))
+
+    return stage_main(__doc__ or "", body, ["--params", args.params])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
