@@ -90,7 +90,8 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
     if resume is not None and (out / "mlflow_run_id").is_file():
         previous_run = read_run_id_file(out / "mlflow_run_id")["run_id"]
     tracker = make_logger(params.tracking, params, REPO, get_rank(), out / "mlflow_run_id", run_id=previous_run)
-    model = build_estimator(spec, meta)
+    # channels_last: 2-4x faster depthwise convolutions on CPUs, and the layout AMP kernels want on GPUs.
+    model = build_estimator(spec, meta).to(memory_format=torch.channels_last)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipeline = topdown_train_pipeline(meta, codec, normalize=Normalize(model.mean, model.std))
     data = CachedTopdownData(cache["train"], pipeline, seed=params.train.seed)

@@ -1,0 +1,134 @@
+"""Training-data throughput: MMPose's per-sample path vs the cached, batched path, side by side.
+
+(a) direct: per sample, decode the JPEG, sample MMPose's augmentation, flip + crop with
+    cv2.warpAffine, encode the targets for that one instance, normalise (what MMPose's
+    dataloader does per sample);
+(b) cached: one call per batch of 64 on memory-mapped uint8 crops: flip/half-body/shift/
+    scale/rotate + warp + normalise + encode, vectorised (what the train stage runs).
+
+Both run in this one process on the same real images (``../shared/data/lspet`` by default)
+and the same codec. Prints samples/s per process for each and the ratio.
+
+    python benchmarks/bench_data.py [--data lspet|coco_mini] [--samples 512] [--input 192x256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from posecore.codecs import build_codec
+from posecore.data.cache import CachedTopdownData, CacheSpec, build_cache, open_cache
+from posecore.datasets.coco import CocoPoseDataset
+from posecore.datasets.converters import SourceSpec, convert
+from posecore.metainfo import load_meta
+from posecore.transforms import topdown_train_pipeline
+from posecore.transforms.reference import topdown_sample_cv2
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+MEAN = np.array([123.675, 116.28, 103.53], np.float32)
+STD = np.array([58.395, 57.12, 57.375], np.float32)
+
+
+def _source(name: str) -> SourceSpec:
+    if name == "lspet":
+        return SourceSpec(source="lsp", meta="lsp", root=str(SHARED / "lspet"))
+    return SourceSpec(
+        source="coco",
+        meta="coco",
+        root=str(SHARED / "coco_mini"),
+        annotations={
+            "train": "annotations/person_keypoints_train2017.json",
+            "val": "annotations/person_keypoints_val2017.json",
+        },
+        images={"train": "train2017", "val": "val2017"},
+    )
+
+
+def direct(instances: list, meta, codec, input_size: tuple[int, int], rng: np.random.Generator) -> float:  # noqa: ANN001
+    """Per-sample MMPose-style loading; returns samples/s."""
+    flip_indices = meta.flip_indices
+    start = time.perf_counter()
+    for inst in instances:
+        image = cv2.cvtColor(cv2.imread(str(inst.image_path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        x1, y1, x2, y2 = inst.bbox
+        center = ((x1 + x2) / 2, (y1 + y2) / 2)
+        scale = ((x2 - x1) * 1.25, (y2 - y1) * 1.25)
+        s = float(np.clip(rng.normal(), -1, 1) * 0.25 + 1.0)
+        rot = float(np.clip(rng.normal(), -1, 1) * 80.0) if rng.random() < 0.6 else 0.0
+        crop, kp, vis = topdown_sample_cv2(
+            image,
+            inst.keypoints,
+            inst.keypoints_visible,
+            center,
+            (scale[0] * s, scale[1] * s),
+            rot,
+            bool(rng.random() < 0.5),
+            flip_indices,
+            input_size,
+        )
+        _ = (crop.astype(np.float32) - MEAN) / STD
+        codec.encode(torch.from_numpy(kp[None]).float(), torch.from_numpy(vis[None]).float())
+    return len(instances) / (time.perf_counter() - start)
+
+
+def cached(data: CachedTopdownData, n: int, batch: int) -> float:
+    start = time.perf_counter()
+    done = 0
+    for i in range(0, n, batch):
+        idx = list(range(i, min(n, i + batch)))
+        data.batch(idx, epoch=0)
+        done += len(idx)
+    return done / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["lspet", "coco_mini"], default="lspet")
+    parser.add_argument("--samples", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--input", default="192x256", help="model input WxH")
+    parser.add_argument("--codec", default="msra_heatmap", choices=["msra_heatmap", "simcc"])
+    args = parser.parse_args()
+    w, h = (int(v) for v in args.input.split("x"))
+    codec = (
+        build_codec("msra_heatmap", input_size=(w, h), heatmap_size=(w // 4, h // 4), sigma=2.0)
+        if args.codec == "msra_heatmap"
+        else build_codec("simcc", input_size=(w, h), sigma=(4.9, 5.66), split_ratio=2.0, normalize=False)
+    )
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with tempfile.TemporaryDirectory() as tmp:
+        converted, cache_dir = Path(tmp) / "converted", Path(tmp) / "cache"
+        convert(_source(args.data), converted)
+        t0 = time.perf_counter()
+        report = build_cache(converted, cache_dir, CacheSpec(), codec)
+        build_s = time.perf_counter() - t0
+        meta = load_meta(converted / "meta.yaml")
+        instances = list(CocoPoseDataset(converted, "train").instances)[: args.samples]
+        split = open_cache(cache_dir)["train"]
+        data = CachedTopdownData(split, topdown_train_pipeline(meta, codec))
+        n = min(args.samples, len(split))
+        cached(data, min(n, args.batch), args.batch)  # warm-up: page cache, thread pool
+        direct(instances[:8], meta, codec, (w, h), np.random.default_rng(0))
+        a = direct(instances[:n], meta, codec, (w, h), np.random.default_rng(0))
+        b = cached(data, n, args.batch)
+    print(
+        f"data: {args.data}, {n} training instances, input {w}x{h}, codec {args.codec}, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"cache build: {report['counts']['train'] + report['counts']['val']} instances in {build_s:.1f} s (one-off, DVC stage)"
+    )
+    print(f"{'path':<44}{'samples/s':>12}")
+    print(f"{'(a) direct: decode + cv2 affine + encode':<44}{a:>12.1f}")
+    print(f"{'(b) cached + batched (batch ' + str(args.batch) + ')':<44}{b:>12.1f}")
+    print(f"ratio (b)/(a): {b / a:.1f}x   (goal >= 10x)")
+
+
+if __name__ == "__main__":
+    main()
