@@ -28,8 +28,10 @@ from posecore.data.cache import CacheSpec
 from posecore.datasets.converters import SourceSpec, available_converters
 from posecore.engine.config import TrainConfig, check_train_config
 from posecore.evaluation.topdown import EvalConfig
+from posecore.export.config import ExportConfig
 from posecore.metainfo import available_metas
 from posecore.models.estimator import ModelSpec, available_presets
+from posecore.registry import RegisterConfig
 from posecore.tracking import TrackingConfig
 
 T = TypeVar("T")
@@ -115,6 +117,8 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
 
 
 _CHOICES: dict[tuple[type, str], Callable[[], Iterable[str]]] = {
@@ -231,10 +235,15 @@ def _check_cross(params: Params, errors: list[str]) -> None:
             "'synthetic': the convert stage reads what the synth stage writes"
         )
     try:
-        params.model.build_codec()
+        spec = params.model.spec()
     except (ValueError, TypeError) as exc:
         message = str(exc)
         errors.append(message if message.startswith("model.") else f"model: {message}")
+    else:
+        try:
+            spec.build_codec()
+        except (ValueError, TypeError) as exc:
+            errors.append(f"model.codec: {exc}")
     errors.extend(check_train_config(params.train))
     meta = params.data.meta
     if not (meta.endswith((".yaml", ".yml")) or meta in available_metas()):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Helpers shared by several test folders (tests are not a package: pytest runs with importlib mode).
+sys.path.insert(0, str(Path(__file__).with_name("_helpers")))
 SHARED_DATA = Path(__import__("os").environ.get("POSECORE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

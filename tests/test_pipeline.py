@@ -52,7 +52,7 @@ def pipeline_repo(repo_root: Path, tmp_path: Path) -> Path:
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["synth"].update(n_train=8, n_val=4, width=128, height=128, workers=1)
     # A tiny, fast model: the pipeline's wiring is under test here, not accuracy.
-    params["model"].update(input_size=[48, 64], backbone={"name": "mobilenetv3_small"})
+    params["model"].update(input_size=[64, 64], backbone={"name": "mobilenetv3_small"})
     params["train"].update(epochs=1, global_batch_size=4, batch_size_per_device=4, num_workers=0, warmup_iters=1)
     params["train"].update(val_interval=1, progress=False, log_interval=1)
     params["tracking"] = {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "system_metrics": False}
@@ -74,6 +74,11 @@ def test_repro_runs_then_skips(pipeline_repo: Path) -> None:
     train = yaml.safe_load((pipeline_repo / "data/converted/annotations/train.json").read_text())
     val = yaml.safe_load((pipeline_repo / "data/converted/annotations/val.json").read_text())
     assert len(train["images"]) == 8 and len(val["images"]) == 4
+    metrics = json.loads((pipeline_repo / "reports/eval/metrics.json").read_text())
+    assert 0.0 <= metrics["AP"] <= 1.0
+    assert (pipeline_repo / "models/bundle/model.onnx").is_file()
+    registered = json.loads((pipeline_repo / "reports/register.json").read_text())
+    assert registered["decision"] == "promoted", registered  # the first version becomes champion
 
     second = _run(["dvc", "repro"], pipeline_repo)
     assert _ran(second.stdout) == set(), second.stdout
@@ -86,6 +91,12 @@ def test_repro_runs_then_skips(pipeline_repo: Path) -> None:
     params["data"]["split_seed"] = 1  # the synthetic source has its own split: convert re-runs, output unchanged
     (pipeline_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert _ran(_run(["dvc", "repro"], pipeline_repo).stdout) == {"convert"}
+
+    params["evaluate"]["out"] = "reports/eval2"  # where reports go: evaluation onwards, no retraining
+    (pipeline_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    moved = _ran(_run(["dvc", "repro"], pipeline_repo).stdout)
+    assert "evaluate" in moved and not moved & {"synth", "convert", "encode", "train"}, moved
+    assert (pipeline_repo / "reports/eval2/metrics.json").is_file()
 
     params["train"]["lr"] = 0.001  # train and what follows, never the data stages
     (pipeline_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -96,8 +96,8 @@ def dataset_hash(dataset_dir: Path) -> str:
 
 
 def cache_key(dataset_dir: Path, spec: CacheSpec, codec: Codec) -> dict[str, Any]:
-    spec_dict = dataclasses.asdict(spec)
-    spec_dict.pop("workers")  # speed only
+    # Only what shapes the stored data: not where it lives (``out`` of a subclass) or speed (``workers``).
+    spec_dict = {f.name: getattr(spec, f.name) for f in dataclasses.fields(CacheSpec) if f.name != "workers"}
     return {
         "version": CACHE_VERSION,
         "dataset": dataset_hash(dataset_dir),

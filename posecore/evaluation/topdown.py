@@ -38,6 +38,7 @@ class EvalConfig:
     keypoint_score_thr: float = field(default=0.2, metadata={"range": (0.0, 1.0)})
     flip_test: bool = True
     batch_size: int = field(default=64, metadata={"range": (1, 100_000)})
+    out: str = "reports/eval"
 
     @property
     def higher_is_better(self) -> bool:

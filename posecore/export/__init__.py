@@ -13,3 +13,29 @@ A bundle is a folder::
 
 ``bundle.json`` is also embedded in the ONNX file as metadata (key ``posecore.bundle``).
 """
+
+# Only torch-free modules here: a runtime reads bundles with numpy + onnxruntime alone.
+# The PyTorch side (export, parity, quantisation) is ``posecore.export.onnx``.
+from posecore.export.bundle import (
+    BUNDLE_FORMAT,
+    INFO_FILE,
+    INPUT_NAME,
+    INT8_MODEL_FILE,
+    METADATA_KEY,
+    MODEL_FILE,
+    BundleError,
+    BundleInfo,
+)
+from posecore.export.config import ExportConfig
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "INFO_FILE",
+    "INPUT_NAME",
+    "INT8_MODEL_FILE",
+    "METADATA_KEY",
+    "MODEL_FILE",
+    "BundleError",
+    "BundleInfo",
+    "ExportConfig",
+]

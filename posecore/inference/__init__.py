@@ -1,0 +1,37 @@
+"""Inference without training machinery: run an exported bundle (or a checkpoint) on images and videos.
+
+The runtime path imports no torch: :class:`BundleModel` runs ``model.onnx`` on onnxruntime and
+decodes with numpy (:mod:`.decode`, :mod:`.flip`, :mod:`.geometry` mirror the torch codecs, flip
+rules and crop warp). :func:`load_model` also accepts a training checkpoint folder and returns a
+``TorchModel`` (importing torch only then). :mod:`.pipeline` does top-down inference on images
+and videos with boxes from :mod:`.detection` and identities from :mod:`.tracking`; the
+``posecore infer`` command wraps it.
+
+    model = BundleModel("models/bundle")                     # or load_model(path)
+    keypoints, scores = model.predict_crops(crops)           # (N, h, w, 3) uint8 RGB crops
+"""
+
+from posecore.export.bundle import BundleError, BundleInfo
+from posecore.inference.detection import DetectionFile, Detections, OnnxDetector, whole_image
+from posecore.inference.info import ModelInfo
+from posecore.inference.pipeline import PosePrediction, infer_images, infer_video, predict_poses
+from posecore.inference.runtime import BundleModel, PoseModel, load_model
+from posecore.inference.tracking import PoseTracker
+
+__all__ = [
+    "BundleError",
+    "BundleInfo",
+    "BundleModel",
+    "DetectionFile",
+    "Detections",
+    "ModelInfo",
+    "OnnxDetector",
+    "PoseModel",
+    "PosePrediction",
+    "PoseTracker",
+    "infer_images",
+    "infer_video",
+    "load_model",
+    "predict_poses",
+    "whole_image",
+]

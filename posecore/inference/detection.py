@@ -1,0 +1,253 @@
+"""Where the person boxes come from: a COCO detection-results file, an ONNX detector, or the whole image.
+
+Each source returns :class:`Detections` (boxes (M, 4) xyxy float64 in image pixels, scores (M,)).
+
+**Detection file** (:class:`DetectionFile`): COCO detection results, a JSON list of
+``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` (what MMPose's
+``bbox_file`` and a detector's ``loadRes`` output look like). Records are matched to the
+input images through a COCO-style image list (``{"images": [{"id", "file_name"}]}``, e.g. the
+annotation file) when one is given, else by file-name stem (``000000000785.jpg`` is image
+785, ``frame_7.png`` is image ``"frame_7"``). A record whose image is not among the inputs is
+an error naming the file, the record and the field (unless told to skip such records).
+
+**ONNX detector** (:class:`OnnxDetector`), a documented interface any exporter can meet:
+
+- one input, (1, 3, H, W) float32 RGB in 0..1. A static H, W: the image is resized (no
+  letterbox) to it and the boxes are scaled back; dynamic H, W: the image goes in at its size;
+- outputs, by name when named ``boxes``/``scores``/``labels``, else by position: boxes (M, 4)
+  xyxy in the pixels of the detector's input, scores (M,), and optionally labels (M,) integer
+  classes; a leading batch axis of 1 is allowed on each.
+
+Boxes scoring below the threshold, and with labels, boxes of another class, are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from posecore.datasets.validation import DataValidationError, Problem
+
+__all__ = ["DetectionFile", "Detections", "OnnxDetector", "image_key", "match_image_ids", "whole_image"]
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """boxes (M, 4) xyxy float64 in image pixels; scores (M,) float64."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4)), np.zeros(0))
+
+
+def whole_image(image: np.ndarray) -> Detections:
+    """One box covering the image, [0, 0, W, H], score 1 (MMPose's inferencer without a detector)."""
+    h, w = image.shape[:2]
+    return Detections(np.array([[0.0, 0.0, float(w), float(h)]]), np.ones(1))
+
+
+def image_key(path: str | Path) -> int | str:
+    """An image's id from its file name: the stem as an int when it is all digits, else the stem."""
+    stem = Path(path).stem
+    return int(stem) if stem.isdigit() else stem
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+class DetectionFile:
+    """Boxes per image from a COCO detection-results file (see the module docstring).
+
+    ``images`` are the input image paths; ``image_list`` an optional COCO-style JSON whose
+    ``images`` entries give ``id`` and ``file_name``. ``category_id`` picks the class (1 =
+    person); ``score_thr`` drops weaker boxes. A record of an image that is not an input is an
+    error unless ``allow_extra`` (then it is skipped: a det file for a whole dataset, run on a
+    few of its images). :meth:`image_id` gives each image's id.
+    """
+
+    def __init__(
+        self,
+        det_file: str | Path,
+        images: Sequence[str | Path],
+        image_list: str | Path | None = None,
+        category_id: int = 1,
+        score_thr: float = 0.0,
+        allow_extra: bool = False,
+    ) -> None:
+        self.path = Path(det_file)
+        self._ids = match_image_ids(images, image_list)
+        records = _read_json_list(self.path)
+        by_id = {v: k for k, v in self._ids.items()}
+        file = str(self.path)
+        problems: list[Problem] = []
+        boxes: dict[Any, list[tuple[list[float], float]]] = {}
+        for i, rec in enumerate(records):
+            where = f"record[{i}]"
+            if not isinstance(rec, Mapping):
+                problems.append(Problem(file, where, "-", "must be {image_id, category_id, bbox, score}"))
+                continue
+            missing = [k for k in ("image_id", "bbox", "score") if k not in rec]
+            for key in missing:
+                problems.append(Problem(file, where, key, "is missing"))
+            bbox = rec.get("bbox")
+            if "bbox" in rec and not (
+                isinstance(bbox, list) and len(bbox) == 4 and all(_finite(v) for v in bbox) and min(bbox[2:]) >= 0
+            ):
+                problems.append(
+                    Problem(file, where, "bbox", f"must be [x, y, w, h] finite with w, h >= 0, got {bbox!r}")
+                )
+            if "score" in rec and not _finite(rec["score"]):
+                problems.append(Problem(file, where, "score", f"must be a finite number, got {rec['score']!r}"))
+            image_id = rec.get("image_id")
+            if "image_id" in rec and image_id not in by_id and not allow_extra:
+                problems.append(
+                    Problem(file, where, "image_id", f"image {image_id!r} is not among the input images{self._how()}")
+                )
+            if problems or image_id not in by_id:
+                continue
+            if rec.get("category_id", category_id) != category_id or rec["score"] < score_thr:
+                continue
+            boxes.setdefault(by_id[image_id], []).append(([float(v) for v in bbox], float(rec["score"])))
+        if problems:
+            raise DataValidationError(problems, hint="Fix the detection file or pass the images it was made for.")
+        self._boxes = boxes
+
+    def _how(self) -> str:
+        known = sorted(map(str, self._ids.values()))
+        shown = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
+        return f" (input image ids: {shown}; matched by file-name stem or --images-json)"
+
+    def image_id(self, path: str | Path) -> int | str:
+        return self._ids[str(Path(path))]
+
+    def __call__(self, path: str | Path) -> Detections:
+        entries = self._boxes.get(str(Path(path)), [])
+        if not entries:
+            return Detections.empty()
+        xywh = np.array([b for b, _ in entries], dtype=np.float64)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        return Detections(boxes, np.array([s for _, s in entries], dtype=np.float64))
+
+
+def _read_json_list(path: Path) -> list[Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"detection file {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataValidationError([Problem(str(path), "file", "-", f"not valid JSON: {exc}")]) from exc
+    if not isinstance(data, list):
+        raise DataValidationError(
+            [Problem(str(path), "file", "-", f"must be a JSON list of detections, got {type(data).__name__}")]
+        )
+    return data
+
+
+def match_image_ids(images: Sequence[str | Path], image_list: str | Path | None) -> dict[str, Any]:
+    """{image path: id}, from a COCO image list (by file name) or else the file-name stems."""
+    paths = [Path(p) for p in images]
+    if image_list is None:
+        ids = {str(p): image_key(p) for p in paths}
+        if len(set(ids.values())) != len(ids):
+            raise ValueError("input images share file-name stems; pass --images-json to give each its id")
+        return ids
+    file = str(image_list)
+    if not Path(image_list).is_file():
+        raise FileNotFoundError(f"image list {image_list} does not exist")
+    try:
+        raw = json.loads(Path(image_list).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataValidationError([Problem(file, "file", "-", f"not valid JSON: {exc}")]) from exc
+    entries = raw.get("images") if isinstance(raw, Mapping) else raw
+    if not isinstance(entries, list):
+        raise DataValidationError([Problem(file, "file", "images", "must be a list of {id, file_name}")])
+    by_name: dict[str, Any] = {}
+    for i, e in enumerate(entries):
+        if not (isinstance(e, Mapping) and "id" in e and isinstance(e.get("file_name"), str)):
+            raise DataValidationError(
+                [Problem(file, f"images[{i}]", "id/file_name", f"must be {{id, file_name}}, got {e!r}")]
+            )
+        by_name[Path(e["file_name"]).name] = e["id"]
+    problems = [
+        Problem(file, "images", "file_name", f"has no entry for input image {p.name}")
+        for p in paths
+        if p.name not in by_name
+    ]
+    if problems:
+        raise DataValidationError(problems, hint="Every input image needs an entry in the image list.")
+    return {str(p): by_name[p.name] for p in paths}
+
+
+class OnnxDetector:
+    """A detector behind the interface of the module docstring, on onnxruntime.
+
+    ``score_thr`` drops weaker boxes; ``category`` keeps one label when the model outputs labels.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        score_thr: float = 0.3,
+        category: int | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"detector model {self.path} does not exist")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        avail = ort.get_available_providers()
+        default = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=list(providers or default)
+            )
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ValueError(f"cannot load the detector {self.path}: {exc}") from exc
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ValueError(f"detector {self.path}: needs one (1, 3, H, W) input, got {[i.shape for i in inputs]}")
+        self.input_name = inputs[0].name
+        h, w = inputs[0].shape[2:]
+        self.input_size = (w, h) if isinstance(w, int) and isinstance(h, int) else None
+        outputs = [o.name for o in self.session.get_outputs()]
+        if len(outputs) < 2:
+            raise ValueError(f"detector {self.path}: needs outputs boxes (M, 4) and scores (M,), got {outputs}")
+        named = {"boxes", "scores"} <= set(outputs)
+        self.output_names = ["boxes", "scores"] + (["labels"] if "labels" in outputs else []) if named else outputs[:3]
+        self.score_thr = float(score_thr)
+        self.category = category
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        """image (H, W, 3) uint8 RGB -> detections in image pixels."""
+        h, w = image.shape[:2]
+        x = image
+        if self.input_size is not None and self.input_size != (w, h):
+            x = cv2.resize(image, self.input_size, interpolation=cv2.INTER_LINEAR)
+        blob = np.ascontiguousarray((x.astype(np.float32) / 255.0).transpose(2, 0, 1)[None])
+        values = self.session.run(self.output_names, {self.input_name: blob})
+        boxes = np.asarray(values[0], dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(values[1], dtype=np.float64).reshape(-1)
+        if len(scores) != len(boxes):
+            raise ValueError(f"detector {self.path}: {len(boxes)} boxes but {len(scores)} scores")
+        keep = scores >= self.score_thr
+        if len(values) > 2 and self.category is not None:
+            keep &= np.asarray(values[2]).reshape(-1) == self.category
+        if self.input_size is not None:
+            boxes = boxes * np.array([w / self.input_size[0], h / self.input_size[1]] * 2)
+        return Detections(boxes[keep], scores[keep])

@@ -1,0 +1,174 @@
+"""Run an exported bundle with onnxruntime: crops in, keypoints out. Imports no torch.
+
+:class:`BundleModel` and :class:`posecore.inference.torch_model.TorchModel` share one interface
+(:class:`PoseModel`), so the top-down pipeline runs either; :func:`load_model` picks by what the
+folder holds (``model.onnx`` + ``bundle.json``, or ``best.pt`` + ``model.json`` + ``meta.yaml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from posecore.export.bundle import INFO_FILE, METADATA_KEY, MODEL_FILE, BundleError, BundleInfo
+from posecore.inference.decode import build_decoder
+from posecore.inference.flip import average_flip, flip_outputs
+from posecore.inference.info import ModelInfo
+
+__all__ = ["BundleModel", "PoseModel", "load_model", "normalize_crops"]
+
+
+class PoseModel(Protocol):
+    """A top-down pose model: crops (N, h, w, 3) uint8 RGB -> keypoints (N, K, 2) in crop px, scores (N, K)."""
+
+    info: ModelInfo
+
+    def predict_crops(self, crops: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def normalize_crops(crops: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """crops (N, h, w, 3) uint8 RGB -> inputs (N, 3, h, w) float32, (x - mean) / std; checks the size."""
+    crops = np.asarray(crops)
+    w, h = info.input_size
+    if crops.ndim != 4 or crops.shape[1:] != (h, w, 3):
+        raise ValueError(f"crops must be (N, {h}, {w}, 3) RGB for this model's input size {w}x{h}; got {crops.shape}")
+    mean = np.asarray(info.mean, dtype=np.float32)
+    inv_std = 1.0 / np.asarray(info.std, dtype=np.float32)
+    return np.ascontiguousarray(((crops.astype(np.float32) - mean) * inv_std).transpose(0, 3, 1, 2))
+
+
+def _default_providers() -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or available
+
+
+class BundleModel:
+    """An exported bundle (folder with ``bundle.json`` + ``model.onnx``) on onnxruntime.
+
+    ``providers`` defaults to CUDA when onnxruntime has it, else CPU. ``flip_test`` None uses
+    the bundle's ``flip_test``. ``int8`` runs the bundle's quantised model instead. A path to an
+    ``.onnx`` file with ``bundle.json`` embedded (metadata key ``posecore.bundle``) also works.
+    """
+
+    def __init__(
+        self,
+        bundle_dir: str | Path,
+        providers: Sequence[str] | None = None,
+        flip_test: bool | None = None,
+        int8: bool = False,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(bundle_dir)
+        if path.suffix == ".onnx":
+            onnx_path, bundle = path, None
+        else:
+            json_path = path / INFO_FILE
+            if not json_path.is_file():
+                raise FileNotFoundError(f"bundle file {json_path} does not exist (a bundle folder holds {INFO_FILE})")
+            try:
+                bundle = BundleInfo.read(json_path)
+            except BundleError as exc:
+                raise BundleError(f"{json_path}: {exc}") from exc
+            onnx_path = bundle.model_path(path, int8=int8)
+        if not onnx_path.is_file():
+            raise FileNotFoundError(f"bundle model file {onnx_path} does not exist")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(onnx_path), sess_options=options, providers=list(providers or _default_providers())
+            )
+        except Exception as exc:  # onnxruntime raises its own types for a corrupt or unsupported file
+            raise ValueError(f"cannot load the ONNX model {onnx_path}: {exc}") from exc
+        if bundle is None:
+            embedded = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+            if embedded is None:
+                raise BundleError(f"{onnx_path} carries no {METADATA_KEY!r} metadata and has no {INFO_FILE} beside it")
+            try:
+                bundle = BundleInfo.from_json(embedded)
+            except BundleError as exc:
+                raise BundleError(f"{onnx_path} metadata {METADATA_KEY!r}: {exc}") from exc
+        self.path = onnx_path
+        self.bundle = bundle
+        self.info = ModelInfo.from_bundle(bundle)
+        self.decoder = build_decoder(self.info.codec, self.info.input_size)
+        self.flip_test = self.info.flip_test if flip_test is None else bool(flip_test)
+        inputs = [i.name for i in self.session.get_inputs()]
+        if inputs != [bundle.input_name]:
+            raise BundleError(f"{onnx_path}: expected one input named {bundle.input_name!r}, got {inputs}")
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        missing = sorted(set(bundle.outputs) - set(self.output_names))
+        if missing:
+            raise BundleError(f"{onnx_path}: lacks the outputs {missing} that bundle.json lists")
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def run(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Normalised inputs (N, 3, h, w) float32 -> raw outputs keyed by name."""
+        feed = {self.bundle.input_name: np.ascontiguousarray(inputs, dtype=np.float32)}
+        values = self.session.run(self.output_names, feed)
+        return dict(zip(self.output_names, values, strict=True))
+
+    def outputs(self, inputs: np.ndarray, flip_test: bool | None = None) -> dict[str, np.ndarray]:
+        """Raw outputs, averaged with the mirrored input's (mapped back) when flip test is on."""
+        use_flip = self.flip_test if flip_test is None else flip_test
+        if not use_flip:
+            return self.run(inputs)
+        n = inputs.shape[0]
+        both = self.run(np.concatenate([inputs, inputs[..., ::-1]], axis=0))
+        plain = {k: v[:n] for k, v in both.items()}
+        mirrored = {k: v[n:] for k, v in both.items()}
+        back = flip_outputs(mirrored, self.info.flip_indices, self.info.shift_heatmap, self.info.input_size)
+        return average_flip(plain, back)
+
+    def predict_crops(
+        self, crops: np.ndarray, batch_size: int = 32, flip_test: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """crops (N, h, w, 3) uint8 RGB -> keypoints (N, K, 2) float32 in crop pixels, scores (N, K) float32."""
+        inputs = normalize_crops(crops, self.info)
+        k = self.info.num_keypoints
+        if inputs.shape[0] == 0:
+            return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
+        kps, scores = [], []
+        for start in range(0, inputs.shape[0], max(1, batch_size)):
+            outputs = self.outputs(inputs[start : start + batch_size], flip_test)
+            kp, sc = self.decoder(outputs)
+            kps.append(kp)
+            scores.append(sc)
+        return np.concatenate(kps), np.concatenate(scores)
+
+
+def load_model(
+    path: str | Path,
+    flip_test: bool | None = None,
+    providers: Sequence[str] | None = None,
+    device: str | None = None,
+) -> Any:
+    """A bundle folder (or .onnx file) -> :class:`BundleModel`; a training checkpoint folder -> ``TorchModel``.
+
+    Raises FileNotFoundError listing what a bundle and a checkpoint folder must hold when ``path``
+    is neither. torch is imported only for a checkpoint folder.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix == ".onnx":
+        return BundleModel(path, providers=providers, flip_test=flip_test)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model {path} does not exist (give a bundle folder or a checkpoint folder)")
+    if (path / INFO_FILE).is_file():
+        return BundleModel(path, providers=providers, flip_test=flip_test)
+    from posecore.inference.torch_model import CHECKPOINT_FILES, TorchModel
+
+    if any((path / name).exists() for name in CHECKPOINT_FILES):
+        return TorchModel(path, flip_test=flip_test, device=device)
+    raise FileNotFoundError(
+        f"model folder {path} holds neither a bundle ({INFO_FILE} + {MODEL_FILE}) nor a training checkpoint "
+        f"({' + '.join(CHECKPOINT_FILES)})"
+    )

@@ -1,0 +1,126 @@
+"""Stage ``register``: the exported bundle and its evaluation -> a registered model version, promoted if better.
+
+Logs the bundle (``register.bundle``, by default ``export.out``) into the training run (the run id
+in ``<train.checkpoint_dir>/mlflow_run_id``), registers it as ``register.model_name`` with the
+alias ``challenger``, and moves ``champion`` to it when its metric (``register.metric``, by
+default ``evaluate.metric``, read from the evaluate stage's ``register.metrics`` file) beats the
+champion's on the same evaluation data (:mod:`posecore.registry`). Writes ``register.out``: the
+decision, the version and both numbers (a DVC metric).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from posecore.config import Params
+from posecore.io import atomic_write_json
+from posecore.registry import (
+    PromotionDecision,
+    RegisterConfig,
+    find_metric,
+    log_bundle,
+    promote,
+    read_bundle,
+)
+from posecore.tracking import check_reachable, read_run_id_file
+
+_log = logging.getLogger("stages.register")
+_EVAL_DATA_KEYS = ("eval_data", "eval_data_fingerprint", "data_fingerprint")
+
+
+def run(params: Params, cfg: RegisterConfig | None = None) -> PromotionDecision | None:
+    """Register the exported bundle and promote it; returns the decision (None when ``register.register`` is false)."""
+    cfg = cfg if cfg is not None else params.register
+    cfg = dataclasses.replace(cfg, metric=cfg.metric or params.evaluate.metric)
+    bundle = Path(cfg.bundle or params.export.out)
+    info = read_bundle(bundle)
+    metrics_file = Path(cfg.metrics) if cfg.metrics else _eval_out(params) / "metrics.json"
+    metrics, metrics_source = _metrics(metrics_file, info.provenance)
+    value = find_metric(metrics, cfg.metric_name(), metrics_source)
+    val_annotations = Path(params.data.out) / "annotations" / "val.json"
+    eval_data = cfg.eval_data or _eval_data(metrics, info.provenance, val_annotations)
+
+    run_info = read_run_id_file(Path(params.train.checkpoint_dir) / "mlflow_run_id")
+    uri = params.tracking.tracking_uri or run_info.get("tracking_uri")
+    if not uri:
+        raise ValueError("the MLflow run id file names no tracking URI; set tracking.tracking_uri")
+    check_reachable(uri, params.tracking.connect_timeout_s)
+    version = log_bundle(bundle, run_info["run_id"], cfg, metric_value=value, eval_data=eval_data, tracking_uri=uri)
+    result: dict[str, Any] = {
+        "model_name": cfg.model_name,
+        "registered": version is not None,
+        "metric": cfg.metric_name(),
+        "challenger_metric": value,
+        "eval_data": eval_data,
+        "run_id": run_info["run_id"],
+    }
+    decision = None
+    if version is not None:
+        from mlflow import MlflowClient
+
+        decision = promote(MlflowClient(uri), cfg.model_name, version.version, cfg)
+        result |= decision.to_dict()
+        _log.info("%s version %s: %s (%s)", cfg.model_name, version.version, decision.decision, decision.reason)
+    atomic_write_json(cfg.out, result, indent=2)
+    return decision
+
+
+def _eval_out(params: Params) -> Path:
+    """Where the evaluate stage writes (``evaluate.out``)."""
+    return Path(params.evaluate.out)
+
+
+def _metrics(path: Path, provenance: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """The evaluate stage's metrics, else those the export stage recorded in bundle.json."""
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path} must hold a JSON object of metrics")
+        return data, str(path)
+    recorded = provenance.get("metrics")
+    if isinstance(recorded, Mapping) and recorded:
+        _log.warning("%s does not exist; using the metrics recorded in bundle.json", path)
+        return recorded, "bundle.json provenance"
+    raise FileNotFoundError(f"evaluation metrics {path} do not exist; run the evaluate stage first")
+
+
+def _eval_data(metrics: Mapping[str, Any], provenance: Mapping[str, Any], val_annotations: Path) -> str:
+    """A fingerprint of the evaluation data: recorded by evaluate/export, else the md5 of the val annotations
+    (what DVC records for that file)."""
+    for source in (metrics, provenance):
+        for key in _EVAL_DATA_KEYS:
+            if isinstance(source.get(key), str) and source[key]:
+                return source[key]
+    if val_annotations.is_file():
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(val_annotations, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return f"md5:{digest.hexdigest()}"
+    _log.warning("no evaluation-data fingerprint (and no %s): this version will not be compared", val_annotations)
+    return ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from stages._cli import stage_main
+
+    def body(params: Params) -> None:
+        decision = run(params)
+        print(json.dumps(decision.to_dict() if decision else {"registered": False}))
+
+    return stage_main(__doc__ or "", body, argv)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main())

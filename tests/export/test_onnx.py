@@ -1,0 +1,143 @@
+"""posecore.export.onnx: export with a dynamic batch, the exporter fallback, parity, quantisation, ONNX predictions.
+
+The dynamo exporter (the default, 10-25 s a model here) is exercised by tests/stages/test_export.py;
+these tests use the TorchScript exporter (about 1 s) unless they test the dynamo path itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import tiny_model as tiny  # tests/_helpers (put on sys.path by tests/conftest.py)
+import torch
+
+from posecore.data.cache import open_cache
+from posecore.evaluation.topdown import normalized_inputs, predict_split
+from posecore.export.onnx import (
+    check_parity,
+    export_onnx,
+    make_bundle_info,
+    ort_latency_ms,
+    ort_session,
+    output_names,
+    predict_split_onnx,
+    quantize,
+    read_metadata,
+    run_onnx,
+    tile_batch,
+)
+from posecore.export.trained import load_trained
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    with tiny.one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    root = tmp_path_factory.mktemp("onnx")
+    run = tiny.build(root)
+    trained = load_trained(run.train_dir)
+    split = open_cache(Path(run.params.encode.out))["val"]
+    path = export_onnx(trained.model, root / "model.onnx", dynamo=False).path
+    return trained, split, path
+
+
+def _inputs(trained, split, n: int) -> torch.Tensor:  # noqa: ANN001
+    real = normalized_inputs(split, np.arange(len(split)), trained.model.mean, trained.model.std)
+    return torch.from_numpy(tile_batch(real.numpy(), n))
+
+
+def test_outputs_are_named_by_the_codec_keys_with_a_dynamic_batch(setup) -> None:
+    trained, _, path = setup
+    model = onnx.load(str(path))
+    assert [i.name for i in model.graph.input] == ["inputs"]
+    assert [o.name for o in model.graph.output] == ["simcc_x", "simcc_y"] == output_names(trained.model)
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value
+    assert not list(path.parent.glob("*.data")), "one self-contained file"
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5])
+def test_parity_with_pytorch_on_real_inputs(setup, batch: int) -> None:
+    trained, split, path = setup
+    inputs = _inputs(trained, split, batch)
+    session = ort_session(path, threads=1)
+    outputs = run_onnx(session, inputs.numpy())
+    assert {k: v.shape for k, v in outputs.items()} == {"simcc_x": (batch, 17, 128), "simcc_y": (batch, 17, 128)}
+    parity = check_parity(trained.model, session, inputs, (batch,))
+    assert parity.max_abs_diff <= 1e-4 and parity.max_kpt_px <= 0.5
+    assert parity.failures(1e-4, 0.5) == []
+
+
+def test_parity_failures_name_the_tolerance(setup) -> None:
+    trained, split, path = setup
+    parity = check_parity(trained.model, ort_session(path), _inputs(trained, split, 2), (2,))
+    failures = parity.failures(atol=-1.0, max_kpt_px=-1.0)
+    assert "export.atol" in failures[0] and "export.max_kpt_px" in failures[1]
+
+
+def test_dynamo_failure_falls_back_to_torchscript(setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trained, split, _ = setup
+    real_export = torch.onnx.export
+
+    def dynamo_breaks(*args: object, **kwargs: object) -> object:
+        if kwargs.get("dynamo"):
+            raise RuntimeError("unsupported operator aten::frobnicate")
+        return real_export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_breaks)
+    with pytest.warns(UserWarning, match="dynamo ONNX export failed .*frobnicate.*TorchScript"):
+        exported = export_onnx(trained.model, tmp_path / "model.onnx", opset=20)
+    assert exported.exporter == "torchscript" and "frobnicate" in (exported.fallback_reason or "")
+    parity = check_parity(trained.model, ort_session(exported.path), _inputs(trained, split, 3), (3,))
+    assert parity.max_abs_diff <= 1e-4
+
+
+def test_onnx_predictions_with_the_mirrored_batch_match_pytorch_flip_test(setup) -> None:
+    trained, split, path = setup
+    info = make_bundle_info(
+        trained.model, trained.meta, outputs=output_names(trained.model), bbox_padding=1.25, flip_test=True
+    )
+    session = ort_session(path)
+    for flip in (False, True):
+        ours = predict_split_onnx(session, split, trained.model.codec, info, flip_test=flip, batch_size=3)
+        ref = predict_split(trained.model, split, flip_test=flip, batch_size=3)
+        np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-3)
+        image_px_per_input_px = 1.0 / split.warp[:, 0, 0]
+        err = np.linalg.norm(ours.keypoints - ref.keypoints, axis=-1) / image_px_per_input_px[:, None]
+        assert err.max() <= 0.5
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_quantised_models_run_and_carry_the_metadata(setup, tmp_path: Path, mode: str) -> None:
+    trained, split, path = setup
+    info = make_bundle_info(
+        trained.model,
+        trained.meta,
+        outputs=output_names(trained.model),
+        bbox_padding=1.25,
+        flip_test=True,
+        quantization=mode,
+    )
+    calibration = _inputs(trained, split, 8).numpy()
+    out = quantize(path, tmp_path / "model.int8.onnx", mode, calibration, info)
+    assert out.stat().st_size < path.stat().st_size
+    assert read_metadata(out) == info
+    session = ort_session(out)
+    outputs = run_onnx(session, calibration[:3])
+    assert outputs["simcc_x"].shape == (3, 17, 128)
+    parity = check_parity(trained.model, session, torch.from_numpy(calibration), (8,))
+    assert 0.0 < parity.max_abs_diff < 1.0, "int8 is close to, not equal to, fp32"
+    assert ort_latency_ms(session, calibration, runs=2, warmup=1) > 0
+
+
+def test_static_quantisation_needs_calibration(setup, tmp_path: Path) -> None:
+    _, _, path = setup
+    with pytest.raises(ValueError, match="needs calibration inputs"):
+        quantize(path, tmp_path / "q.onnx", "static", None)

@@ -1,0 +1,110 @@
+"""The numpy decoders equal the torch codecs' decode, variant by variant, on random and encoded outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from posecore.codecs import Codec, available_codecs, build_codec
+from posecore.inference.decode import available_decoders, build_decoder
+
+INPUT_SIZE = (64, 96)
+HEATMAP_SIZE = (16, 24)
+K = 17
+N = 6
+
+# (id, codec name, codec kwargs) - every registered codec, and every decode option it has.
+VARIANTS: list[tuple[str, str, dict[str, object]]] = [
+    ("msra", "msra_heatmap", {"heatmap_size": HEATMAP_SIZE}),
+    ("msra_dark", "msra_heatmap", {"heatmap_size": HEATMAP_SIZE, "use_dark": True}),
+    ("msra_dark_ks7", "msra_heatmap", {"heatmap_size": HEATMAP_SIZE, "use_dark": True, "blur_kernel_size": 7}),
+    ("udp", "udp_heatmap", {"heatmap_size": HEATMAP_SIZE}),
+    ("udp_combined", "udp_heatmap", {"heatmap_size": HEATMAP_SIZE, "heatmap_type": "combined", "blur_kernel_size": 5}),
+    ("simcc", "simcc", {"sigma": (2.45, 2.83), "normalize": False}),
+    ("simcc_dark", "simcc", {"sigma": (4.9, 5.66), "use_dark": True}),
+    ("simcc_r3", "simcc", {"split_ratio": 3.0}),
+    ("regression", "regression", {}),
+    ("integral_regression", "integral_regression", {"heatmap_size": HEATMAP_SIZE}),
+]
+params = pytest.mark.parametrize(("name", "kwargs"), [pytest.param(n, k, id=i) for i, n, k in VARIANTS])
+
+
+def _bundle_config(codec: Codec, name: str) -> dict[str, object]:
+    """What an exporter writes: {"name": ..., every field} as JSON-able values."""
+    cfg = {"name": name}
+    for f in dataclasses.fields(codec):
+        value = getattr(codec, f.name)
+        cfg[f.name] = list(value) if isinstance(value, tuple) else value
+    return cfg
+
+
+def _decode_both(codec: Codec, name: str, outputs: dict[str, torch.Tensor]) -> tuple[np.ndarray, ...]:
+    # The numpy decoders compute in float64 (see posecore/inference/decode.py), so the torch codec
+    # gets the same float32 values as float64 (it then computes in float64 too).
+    kp_t, sc_t = codec.decode({k: v.double() for k, v in outputs.items()})
+    decoder = build_decoder(_bundle_config(codec, name))
+    kp_n, sc_n = decoder({k: v.numpy() for k, v in outputs.items()})
+    assert kp_n.dtype == np.float32 and sc_n.dtype == np.float32
+    assert kp_n.shape == tuple(kp_t.shape) and sc_n.shape == tuple(sc_t.shape)
+    return kp_t.numpy(), sc_t.numpy(), kp_n, sc_n
+
+
+def test_every_codec_has_a_decoder_and_a_variant() -> None:
+    assert set(available_decoders()) == set(available_codecs())
+    assert {n for _, n, _ in VARIANTS} == set(available_codecs())
+
+
+@params
+def test_random_outputs_decode_like_torch(name: str, kwargs: dict[str, object]) -> None:
+    codec = build_codec(name, input_size=INPUT_SIZE, **kwargs)
+    gen = torch.Generator().manual_seed(0)
+    outputs = {}
+    for key, shape in codec.target_shapes(K).items():
+        t = torch.rand((N, *shape), generator=gen)
+        if key == "coords":
+            t = t * 1.2 - 0.1
+        elif key in ("heatmaps", "simcc_x", "simcc_y"):
+            t = t - 0.2  # some all-below-zero spots exercise the "-1 where <= 0" rule
+        outputs[key] = t
+    if name == "regression":
+        outputs["sigmas"] = torch.rand((N, K, 2), generator=gen)  # RLE
+    kp_t, sc_t, kp_n, sc_n = _decode_both(codec, name, outputs)
+    np.testing.assert_allclose(kp_n, kp_t, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(sc_n, sc_t, atol=1e-6, rtol=0)
+
+
+@params
+def test_encoded_outputs_decode_like_torch(name: str, kwargs: dict[str, object]) -> None:
+    codec = build_codec(name, input_size=INPUT_SIZE, **kwargs)
+    gen = torch.Generator().manual_seed(1)
+    keypoints = torch.rand((N, K, 2), generator=gen) * (torch.tensor(INPUT_SIZE) - 1)
+    visible = (torch.rand((N, K), generator=gen) > 0.2).float()
+    targets = codec.encode(keypoints, visible)
+    outputs = {}
+    for key, value in targets.items():
+        if key != "keypoint_weights":
+            noise = torch.rand(value.shape, generator=gen)
+            outputs[key] = value + 0.01 * noise
+    kp_t, sc_t, kp_n, sc_n = _decode_both(codec, name, outputs)
+    np.testing.assert_allclose(kp_n, kp_t, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(sc_n, sc_t, atol=1e-6, rtol=0)
+
+
+def test_unknown_codec_and_missing_size_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="no numpy decoder for codec 'nope'.*simcc"):
+        build_decoder({"name": "nope"}, INPUT_SIZE)
+    with pytest.raises(ValueError, match="heatmap_size"):
+        build_decoder({"name": "msra_heatmap"}, INPUT_SIZE)
+    with pytest.raises(ValueError, match="input_size"):
+        build_decoder({"name": "simcc"})
+
+
+def test_wrong_output_shape_names_the_output() -> None:
+    decoder = build_decoder({"name": "simcc", "split_ratio": 2.0}, INPUT_SIZE)
+    with pytest.raises(ValueError, match="'simcc_x' must have shape"):
+        decoder({"simcc_x": np.zeros((1, K, 5), np.float32), "simcc_y": np.zeros((1, K, 192), np.float32)})
+    with pytest.raises(ValueError, match="needs model output 'simcc_y'"):
+        decoder({"simcc_x": np.zeros((1, K, 128), np.float32)})
