@@ -241,6 +241,48 @@ def _stack(p: argparse.ArgumentParser) -> Runner:
     return run
 
 
+@command("remote", help="point DVC at the S3 remote in params.yaml (storage.*) and create its bucket")
+def _remote(p: argparse.ArgumentParser) -> Runner:
+    p.epilog = (
+        "The endpoint is --endpoint, else $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL / $MLFLOW_S3_ENDPOINT_URL, "
+        "else storage.endpoint_url. Credentials come from $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY (for the "
+        'local stack: eval "$(posecore stack env --credentials)") and are written only to the git-ignored '
+        ".dvc/config.local. Then: dvc push / dvc pull."
+    )
+    p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    p.add_argument("--name", default="storage", help="DVC remote name (default: %(default)s)")
+    p.add_argument("--endpoint", default=None, metavar="URL", help="S3 endpoint URL (overrides the environment)")
+    p.add_argument("--repo", default=".", metavar="DIR", help="the DVC repository (default: the current folder)")
+
+    def run(args: argparse.Namespace) -> int:
+        from posecore.config import load_params
+        from posecore.storage import (
+            S3Credentials,
+            StorageError,
+            configure_dvc_remote,
+            ensure_bucket,
+            resolve_endpoint,
+            s3_client,
+        )
+
+        cfg = load_params(args.params).storage
+        endpoint = resolve_endpoint(args.endpoint) or cfg.endpoint_url
+        creds = S3Credentials.from_env()
+        try:
+            client = s3_client(endpoint, credentials=creds, region=cfg.region)
+            created = ensure_bucket(cfg.bucket, client)
+        except StorageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        configure_dvc_remote(args.repo, args.name, cfg.remote_url, endpoint, credentials=creds, region=cfg.region)
+        print(
+            f"DVC remote {args.name!r} -> {cfg.remote_url} at {endpoint} (bucket {'created' if created else 'exists'})"
+        )
+        return 0
+
+    return run
+
+
 @command("infer", help="estimate poses in images or a video with a bundle or a checkpoint")
 def _infer(p: argparse.ArgumentParser) -> Runner:
     p.epilog = (

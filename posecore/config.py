@@ -32,6 +32,7 @@ from posecore.export.config import ExportConfig
 from posecore.metainfo import available_metas
 from posecore.models.estimator import ModelSpec, available_presets
 from posecore.registry import RegisterConfig
+from posecore.storage import StorageConfig
 from posecore.tracking import TrackingConfig
 
 T = TypeVar("T")
@@ -119,6 +120,7 @@ class Params:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
 
 _CHOICES: dict[tuple[type, str], Callable[[], Iterable[str]]] = {
@@ -145,6 +147,10 @@ def _coerce(tp: Any, value: Any, key: str, errors: list[str]) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, key, errors)
     if origin is Literal:
+        # YAML 1.1 (and tools that rewrite params.yaml, such as `dvc exp run -S`) turn an
+        # unquoted off/on into a boolean; read it back as the word the user wrote.
+        if isinstance(value, bool) and ("off" if not value else "on") in get_args(tp):
+            value = "off" if not value else "on"
         if value not in get_args(tp):
             errors.append(f"{key}: {value!r} is not allowed; allowed values: {_type_name(tp)}")
         return value

@@ -76,6 +76,15 @@ def test_int_accepted_for_float_and_types_coerced() -> None:
     assert params.data.val_fraction == 0.0 and isinstance(params.data.val_fraction, float)
 
 
+def test_unquoted_off_read_back_as_the_word(tmp_path: Path) -> None:
+    # `dvc exp run -S train.amp=off` writes the value unquoted; YAML 1.1 reads it as false.
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  amp: off\n")
+    assert load_params(path).train.amp == "off"
+    with pytest.raises(ConfigError, match="train.amp"):
+        parse_params({"train": {"amp": True}})
+
+
 def test_overrides_use_dotted_keys(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"synth": {"n_train": 7}}))

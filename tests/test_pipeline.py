@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-TRACKED = [
-    "dvc.yaml",
-    "params.yaml",
-    "pyproject.toml",
-    "posecore",
-    "stages",
-    "flows",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    ".dvcignore",
-]
+from workspace import copy_pipeline, tiny_params
 
 
 def _env() -> dict[str, str]:
@@ -40,23 +28,8 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture()
 def pipeline_repo(repo_root: Path, tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name in TRACKED:
-        src = repo_root / name
-        if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / name)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["synth"].update(n_train=8, n_val=4, width=128, height=128, workers=1)
-    # A tiny, fast model: the pipeline's wiring is under test here, not accuracy.
-    params["model"].update(input_size=[64, 64], backbone={"name": "mobilenetv3_small"})
-    params["train"].update(epochs=1, global_batch_size=4, batch_size_per_device=4, num_workers=0, warmup_iters=1)
-    params["train"].update(val_interval=1, progress=False, log_interval=1)
-    params["tracking"] = {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "system_metrics": False}
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    repo = copy_pipeline(repo_root, tmp_path / "repo")
+    tiny_params(repo, tracking={"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "system_metrics": False})
     _run(["git", "init", "-q"], repo)
     return repo
 
@@ -115,3 +88,28 @@ def test_convert_stage_rejects_bad_params(pipeline_repo: Path) -> None:
     assert proc.returncode == 2
     assert "data.sourc: unknown key" in proc.stderr
     assert not (pipeline_repo / "data/converted").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_own_data_through_the_pipeline_then_infer_on_video(pipeline_repo: Path, shared_data: Path) -> None:
+    """A user's DeepLabCut project: convert, train, export, register, then run the bundle on their video."""
+    mouse = shared_data / "mirror_mouse"
+    params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())
+    params["data"].update(source="dlc", meta="mirror_mouse", root=str(mouse))
+    params["train"].update(epochs=2)
+    (pipeline_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = _ran(_run(["dvc", "repro"], pipeline_repo).stdout)
+    assert {"convert", "encode", "train", "evaluate", "export", "register"} <= ran, ran
+
+    bundle = json.loads((pipeline_repo / "models/bundle/bundle.json").read_text())
+    assert bundle["meta_name"] == "mirror_mouse"
+    out = pipeline_repo / "out"
+    video = mouse / "videos" / "test_vid.mp4"
+    _run([sys.executable, "-m", "posecore.cli", "infer", "--model", "models/bundle", "--input", str(video),
+          "--out", str(out), "--max-frames", "10"], pipeline_repo)  # fmt: skip
+    doc = json.loads((out / "test_vid.json").read_text())
+    assert len(doc["frames"]) == 10
+    assert all(len(f["instances"]) == 1 for f in doc["frames"])
+    assert len(doc["frames"][0]["instances"][0]["keypoints"]) == len(bundle["keypoint_names"])
+    assert (out / "test_vid.mp4").stat().st_size > 0

@@ -171,3 +171,30 @@ def test_dvc_push_pull_round_trip(s3: S3, tmp_path: Path) -> None:
 def test_configure_dvc_remote_needs_a_dvc_repo(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="dvc init"):
         configure_dvc_remote(tmp_path, "storage", "s3://b/p", "http://127.0.0.1:1")
+
+
+@servers
+def test_remote_command_configures_dvc_from_params(
+    s3: S3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from posecore.cli import main
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _run(["git", "init", "-q"], repo, dict(os.environ))
+    _run([sys.executable, "-m", "dvc", "init", "-q"], repo, dict(os.environ))
+    (repo / "params.yaml").write_text(f"storage: {{endpoint_url: {s3.endpoint}, bucket: from-params, prefix: p}}\n")
+    for var in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.creds.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.creds.secret_access_key)
+    assert main(["remote", "--params", str(repo / "params.yaml"), "--repo", str(repo)]) == 0
+    assert "bucket created" in capsys.readouterr().out
+    assert "s3://from-params/p" in (repo / ".dvc" / "config").read_text()
+    assert s3.creds.secret_access_key not in (repo / ".dvc" / "config").read_text()
+    assert ensure_bucket("from-params", s3.client()) is False  # the command created it
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    assert main(["remote", "--params", str(repo / "params.yaml"), "--repo", str(repo)]) == 2
+    err = capsys.readouterr().err
+    assert "rejected the credentials" in err and "wrong" not in err.replace("wrong_", "")

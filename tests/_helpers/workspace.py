@@ -1,0 +1,52 @@
+"""A throw-away copy of the repository's pipeline (code, dvc.yaml, params) with tiny params."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PIPELINE_FILES = (
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    "prefect.yaml",
+    "posecore",
+    "stages",
+    "flows",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".dvcignore",
+)
+
+
+def copy_pipeline(src: Path, dst: Path) -> Path:
+    """Copy what ``dvc repro`` needs from the checkout ``src`` into a new folder ``dst``."""
+    dst.mkdir(parents=True)
+    for name in PIPELINE_FILES:
+        path = src / name
+        if path.is_dir():
+            shutil.copytree(path, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif path.exists():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dst / name)
+    return dst
+
+
+def tiny_params(repo: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """Shrink ``repo/params.yaml`` to a seconds-long run (8/4 images, 64x64 MobileNetV3, one epoch).
+
+    ``sections`` update whole sections afterwards (``tracking={...}``). Returns the params written.
+    The pipeline's wiring is under test with these, not accuracy.
+    """
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["synth"].update(n_train=8, n_val=4, width=128, height=128, workers=1)
+    params["model"].update(input_size=[64, 64], backbone={"name": "mobilenetv3_small"})
+    params["train"].update(epochs=1, global_batch_size=4, batch_size_per_device=4, num_workers=0, warmup_iters=1)
+    params["train"].update(val_interval=1, progress=False, log_interval=1)
+    for section, values in sections.items():
+        params.setdefault(section, {}).update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params

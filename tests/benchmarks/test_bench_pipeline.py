@@ -1,0 +1,56 @@
+"""``benchmarks/bench_pipeline.py`` runs end to end on a tiny pipeline and reports what it promises."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+# A tiny, fast model and export: the benchmark's plumbing is under test here, not the numbers.
+TINY = [
+    "--images", "8", "--val-images", "2", "--batch", "4", "--repeats", "1",
+    "--set", "model.input_size=[64, 64]", "--set", "model.backbone={name: mobilenetv3_small}",
+    "--set", "export.dynamo=false", "--set", "export.latency_runs=1", "--set", "export.parity_samples=4",
+]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bench_pipeline_tiny(repo_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.json"
+    proc = subprocess.run(
+        [sys.executable, str(repo_root / "benchmarks" / "bench_pipeline.py"), *TINY, "--json", str(out)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    for section in ("(a) no-op dvc repro", "(b) Prefect", "(c) MLflow", "Orchestration overhead", "(goal < 5%)"):
+        assert section in proc.stdout, proc.stdout
+    assert "estimated from the tiny run" in proc.stdout
+
+    report = json.loads(out.read_text())
+    stages = list(yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"])
+    assert report["stages"] == stages
+    first = report["first_repro"]
+    assert set(first["in_dvc_s"]) == set(stages) and set(first["process_s"]) == set(stages)
+    assert all(0 < first["process_s"][s] <= first["in_dvc_s"][s] for s in stages)
+    assert len(report["noop_repro_s"]) == 1
+    prefect = report["prefect"]
+    assert set(prefect["direct_s"]) == set(stages)
+    assert set(prefect["runs"]["stand-in"]["task_s"]) == set(stages)
+    if "flows.pipeline" not in prefect["runs"]:
+        assert "not available" in prefect["flows_pipeline"] or "failed" in prefect["flows_pipeline"]
+    plan = report["plan"]
+    assert plan["train_keys"] and plan["val_keys"]  # names taken from what the tiny run logged
+    assert len(report["mlflow"]["logging"]["epoch_s"]) == plan["epochs"]
+    assert report["default_run"]["source"] == "estimate"
+    assert set(report["default_run"]["per_stage_s"]) == set(stages)
+    share = report["overhead"]["share"]
+    assert math.isfinite(share) and share > 0
