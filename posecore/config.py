@@ -34,6 +34,7 @@ from posecore.models.estimator import ModelSpec, available_presets
 from posecore.registry import RegisterConfig
 from posecore.storage import StorageConfig
 from posecore.tracking import TrackingConfig
+from posecore.transforms.topdown import TopdownAugmentation
 
 T = TypeVar("T")
 
@@ -77,7 +78,7 @@ class ModelParams:
     here (one setting, one place).
     """
 
-    preset: str = field(default="synthetic-lite0", metadata={"choices": lambda: ["", *available_presets()]})
+    preset: str = field(default="synthetic-lite0-heatmap", metadata={"choices": lambda: ["", *available_presets()]})
     input_size: tuple[int, int] | None = None
     backbone: dict[str, Any] = field(default_factory=dict)
     neck: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +117,7 @@ class Params:
     model: ModelParams = field(default_factory=ModelParams)
     encode: EncodeParams = field(default_factory=EncodeParams)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: TopdownAugmentation = field(default_factory=TopdownAugmentation)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     export: ExportConfig = field(default_factory=ExportConfig)

@@ -93,7 +93,7 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
     # channels_last: 2-4x faster depthwise convolutions on CPUs, and the layout AMP kernels want on GPUs.
     model = build_estimator(spec, meta).to(memory_format=torch.channels_last)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    pipeline = topdown_train_pipeline(meta, codec, normalize=Normalize(model.mean, model.std))
+    pipeline = topdown_train_pipeline(meta, codec, aug=params.augment, normalize=Normalize(model.mean, model.std))
     data = CachedTopdownData(cache["train"], pipeline, seed=params.train.seed)
     validate = make_validator(cache["val"], dataset_dir / "annotations" / "val.json", meta, params.evaluate)
 

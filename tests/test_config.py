@@ -85,6 +85,13 @@ def test_unquoted_off_read_back_as_the_word(tmp_path: Path) -> None:
         parse_params({"train": {"amp": True}})
 
 
+def test_augmentation_is_read_from_params() -> None:
+    params = parse_params({"augment": {"rotate_factor": 30, "scale_factor": [0.75, 1.25]}})
+    assert params.augment.rotate_factor == 30.0 and params.augment.scale_factor == (0.75, 1.25)
+    with pytest.raises(ConfigError, match=r"augment.flip_prob: 1.5 is out of range"):
+        parse_params({"augment": {"flip_prob": 1.5}})
+
+
 def test_overrides_use_dotted_keys(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump({"synth": {"n_train": 7}}))
@@ -130,8 +137,8 @@ def test_dvc_yaml_lists_every_param_a_stage_reads(repo_root: Path) -> None:
             {"name": "msra_heatmap", "heatmap_size": [48, 64], "input_size": [1, 2]},
             "model.codec.input_size: not allowed",
         ),
-        # no name: the keys update the preset's codec (simcc), which has no heatmap_size
-        ({"heatmap_size": [48, 64]}, "model.codec: codec 'simcc' (SimCC) has no field(s) heatmap_size"),
+        # no name: the keys update the default preset's codec (msra_heatmap), which has no split_ratio
+        ({"split_ratio": 2.0}, "model.codec: codec 'msra_heatmap' (MSRAHeatmap) has no field(s) split_ratio"),
     ],
 )
 def test_codec_params_are_checked_when_loading(codec: dict, expected: str) -> None:

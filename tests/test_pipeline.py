@@ -77,6 +77,38 @@ def test_repro_runs_then_skips(pipeline_repo: Path) -> None:
     assert "train" in after_train and not after_train & {"synth", "convert", "encode"}
 
 
+def _walk(node: object) -> list[dict]:
+    """Every mapping inside a JSON document (dvc exp show --json has no stable nesting across versions)."""
+    if isinstance(node, dict):
+        return [node, *(d for v in node.values() for d in _walk(v))]
+    if isinstance(node, list):
+        return [d for v in node for d in _walk(v)]
+    return []
+
+
+@pytest.mark.slow
+def test_experiment_run_shows_metrics_and_plots_render(pipeline_repo: Path) -> None:
+    _run(["dvc", "repro"], pipeline_repo)
+    _run(["git", "add", "-A"], pipeline_repo)
+    _run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "baseline"], pipeline_repo)
+    # -S rewrites params.yaml; amp=off comes back unquoted (YAML false) and must still load
+    exp = _run(["dvc", "exp", "run", "-n", "lower-lr", "-S", "train.lr=0.0005", "-S", "train.amp=off"], pipeline_repo)
+    assert {"train", "evaluate"} <= _ran(exp.stdout) and not _ran(exp.stdout) & {"synth", "convert", "encode"}
+
+    shown = json.loads(_run(["dvc", "exp", "show", "--json"], pipeline_repo).stdout)
+    runs = [d for d in _walk(shown) if d.get("name") == "lower-lr" and "data" in d]
+    assert runs, shown
+    data = runs[0]["data"]
+    assert data["params"]["params.yaml"]["data"]["train"]["lr"] == 0.0005
+    assert "AP" in data["metrics"]["reports/eval/metrics.json"]["data"]
+
+    plots = json.loads(_run(["dvc", "plots", "show", "--json"], pipeline_repo).stdout)
+    rendered = json.dumps(plots)
+    assert "train_history.csv" in rendered and "pck_curve.csv" in rendered
+    html = _run(["dvc", "plots", "show", "-o", "plots_html"], pipeline_repo)
+    assert (pipeline_repo / "plots_html" / "index.html").stat().st_size > 0, html.stdout
+
+
 @pytest.mark.slow
 def test_convert_stage_rejects_bad_params(pipeline_repo: Path) -> None:
     params = yaml.safe_load((pipeline_repo / "params.yaml").read_text())

@@ -13,7 +13,7 @@ flip folded into the per-sample matrices.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -262,19 +262,19 @@ class TopdownAffine:
 class TopdownAugmentation:
     """The random part of the top-down recipe; the defaults are MMPose 1.x's (td-hm configs)."""
 
-    flip_prob: float = 0.5
-    half_body_prob: float = 0.3
+    flip_prob: float = field(default=0.5, metadata={"range": (0.0, 1.0)})
+    half_body_prob: float = field(default=0.3, metadata={"range": (0.0, 1.0)})
     half_body_min_total_keypoints: int = 9
     half_body_min_upper_keypoints: int = 2
     half_body_min_lower_keypoints: int = 3
     half_body_padding: float = 1.5
-    half_body_upper_prioritized_prob: float = 0.7
-    shift_factor: float = 0.16
-    shift_prob: float = 0.3
+    half_body_upper_prioritized_prob: float = field(default=0.7, metadata={"range": (0.0, 1.0)})
+    shift_factor: float = field(default=0.16, metadata={"range": (0.0, 10.0)})
+    shift_prob: float = field(default=0.3, metadata={"range": (0.0, 1.0)})
     scale_factor: tuple[float, float] = (0.5, 1.5)
-    scale_prob: float = 1.0
-    rotate_factor: float = 80.0
-    rotate_prob: float = 0.6
+    scale_prob: float = field(default=1.0, metadata={"range": (0.0, 1.0)})
+    rotate_factor: float = field(default=80.0, metadata={"range": (0.0, 180.0)})
+    rotate_prob: float = field(default=0.6, metadata={"range": (0.0, 1.0)})
     photometric: bool = False
     """RTMPose-style colour jitter after the crop; off in MMPose's heatmap recipes."""
 

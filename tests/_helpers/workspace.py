@@ -36,14 +36,15 @@ def copy_pipeline(src: Path, dst: Path) -> Path:
 
 
 def tiny_params(repo: Path, **sections: dict[str, Any]) -> dict[str, Any]:
-    """Shrink ``repo/params.yaml`` to a seconds-long run (8/4 images, 64x64 MobileNetV3, one epoch).
+    """Shrink ``repo/params.yaml`` to a seconds-long run (8/4 images, 64x64 MobileNetV3 + SimCC, one epoch).
 
     ``sections`` update whole sections afterwards (``tracking={...}``). Returns the params written.
     The pipeline's wiring is under test with these, not accuracy.
     """
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["synth"].update(n_train=8, n_val=4, width=128, height=128, workers=1)
-    params["model"].update(input_size=[64, 64], backbone={"name": "mobilenetv3_small"})
+    # SimCC fits any backbone stride (the default preset's heatmap head is tied to Lite0's)
+    params["model"].update(preset="synthetic-lite0", input_size=[64, 64], backbone={"name": "mobilenetv3_small"})
     params["train"].update(epochs=1, global_batch_size=4, batch_size_per_device=4, num_workers=0, warmup_iters=1)
     params["train"].update(val_interval=1, progress=False, log_interval=1)
     for section, values in sections.items():

@@ -14,7 +14,8 @@ import yaml
 # A tiny, fast model and export: the benchmark's plumbing is under test here, not the numbers.
 TINY = [
     "--images", "8", "--val-images", "2", "--batch", "4", "--repeats", "1",
-    "--set", "model.input_size=[64, 64]", "--set", "model.backbone={name: mobilenetv3_small}",
+    "--set", "model.preset=synthetic-lite0", "--set", "model.input_size=[64, 64]",
+    "--set", "model.backbone={name: mobilenetv3_small}",
     "--set", "export.dynamo=false", "--set", "export.latency_runs=1", "--set", "export.parity_samples=4",
 ]  # fmt: skip
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -272,6 +273,27 @@ def test_training_deployment_trains_registers_and_leaves_dvc_clean(
     assert {"stage": "register", "name": "decision", "value": "promoted"} in table
     assert run_info["run_id"] in artifacts["mlflow-run"]["data"]
     assert "**Promotion:** promoted" in artifacts["training-summary"]["data"]
+
+
+@pytest.mark.servers
+@pytest.mark.slow
+def test_pull_the_trained_champion_from_the_stack_and_run_it(
+    stack: StackConfig, repo: Path, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """What a user does next: pull the champion through the MLflow server (artifacts in SeaweedFS), run it."""
+    bundle = tmp_path / "champion"
+    _run([sys.executable, "-m", "posecore.cli", "pull", "posecore-pose@champion", "--out", str(bundle)], repo, stack)
+    assert (bundle / "model.onnx").is_file()
+    assert json.loads((bundle / "bundle.json").read_text())["keypoint_names"][0] == "nose"
+    images = tmp_path / "images"
+    images.mkdir()
+    for image in sorted((repo / "data/converted/images/val").rglob("*.*"))[:2]:
+        shutil.copy(image, images / image.name)
+    out = tmp_path / "out"
+    _run([sys.executable, "-m", "posecore.cli", "infer", "--model", str(bundle), "--input", str(images),
+          "--out", str(out)], repo, stack)  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) == 2 and all(len(r["keypoints"]) == 17 * 3 for r in results)
 
 
 @pytest.mark.servers

@@ -169,7 +169,8 @@ def test_no_default_remote_in_a_fresh_repository(tiny_dvc: Path, tmp_path: Path)
 def test_overrides_keep_comments_and_read_back_as_the_stages_read_them(repo_root: Path, tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     shutil.copy(repo_root / "params.yaml", params)
-    overrides = {"train.lr": 0.001, "model.input_size": [64, 64], "model.backbone": {"name": "mobilenetv3_small"}}
+    overrides = {"train.lr": 0.001, "model.preset": "synthetic-lite0", "model.input_size": [64, 64]}
+    overrides["model.backbone"] = {"name": "mobilenetv3_small"}
     write_overrides(params, overrides)
     text = params.read_text()
     assert "# Pipeline parameters, read once by posecore.config.load_params" in text

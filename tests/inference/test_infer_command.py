@@ -63,6 +63,36 @@ def test_images_with_detection_file_give_loadable_coco_results(
     assert "instance(s) in 4 image(s)" in capsys.readouterr().out
 
 
+def test_coco_mini_val_with_a_detection_file_gives_loadable_coco_results(
+    coco_bundle: TinyBundle, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """coco_mini's val images with boxes in MMPose's detection-results format (as test_coco_det_AP_H_56.json)."""
+    from pycocotools.coco import COCO
+
+    root = shared_data / "coco_mini"
+    ann = root / "annotations" / "person_keypoints_val2017.json"
+    if not ann.is_file():
+        pytest.skip(f"{root} lacks the COCO val annotations")
+    gt = COCO(str(ann))
+    rng = np.random.default_rng(0)
+    dets = [
+        {"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": float(rng.uniform(0.3, 1.0))}
+        for a in gt.dataset["annotations"]
+        if not a.get("iscrowd", 0) and a["bbox"][2] > 1 and a["bbox"][3] > 1
+    ]
+    det = tmp_path / "detections.json"
+    det.write_text(json.dumps(dets))
+    out = tmp_path / "out"
+    code = main(["infer", "--model", str(coco_bundle.path), "--input", str(root / "val2017"), "--det", str(det),
+                 "--out", str(out), "--batch", "16"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) == len(dets)
+    assert {r["image_id"] for r in results} == {d["image_id"] for d in dets}
+    loaded = gt.loadRes(str(out / "results.json"))
+    assert len(loaded.getAnnIds()) == len(dets)
+
+
 def test_images_with_onnx_detector(coco_bundle: TinyBundle, coco_images: Path, tmp_path: Path) -> None:
     det_module = _detector_module()
     detector = det_module.write_detector(tmp_path / "det.onnx")
