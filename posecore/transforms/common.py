@@ -242,7 +242,7 @@ class Normalize:
         mean = torch.as_tensor(self.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
         std = torch.as_tensor(self.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
         out = dict(batch)
-        # one conversion, then in place: 3x less memory traffic than (x - mean) / std on big batches
+        # one float copy, then in place: no temporaries for (x - mean) / std on big batches
         x = images.to(torch.float32, copy=True)
         out["images"] = x.sub_(mean).mul_(1.0 / std)
         return out
