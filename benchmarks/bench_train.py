@@ -174,7 +174,7 @@ def bench_preset(name: str, caches: _Caches, base: TrainConfig, args: argparse.N
     )
     seed_everything(cfg.seed, cfg.deterministic)
     model = build_estimator(spec, meta, pretrained=False).to(memory_format=torch.channels_last)
-    pipeline = topdown_train_pipeline(meta, codec, normalize=Normalize(model.mean, model.std))
+    pipeline = topdown_train_pipeline(meta, codec, normalize=None, keep_uint8=True)
     max_steps = args.steps or MAX_STEPS
     data = _ModuloData(CachedTopdownData(split, pipeline, seed=cfg.seed), (args.warmup + max_steps + 1) * args.batch)
 
@@ -195,7 +195,7 @@ def bench_preset(name: str, caches: _Caches, base: TrainConfig, args: argparse.N
     record = _Record()
     with _timed_loader(record, stop, sync):
         try:
-            fit(model, loss_fn, data, cfg, device=device)
+            fit(model, loss_fn, data, cfg, device=device, preprocess=Normalize(model.mean, model.std).inputs)
         except _Enough:
             pass
     gc.collect()  # shuts the persistent batch builders down before the next preset

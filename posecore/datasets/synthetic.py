@@ -1174,7 +1174,10 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def _render_job(job: _Job) -> list[PersonAnnotation]:
     p = job.params
-    image, anns = render_image(image_rng(p.seed, job.split, job.index), p.width, p.height, p.min_people, p.max_people)
+    options = SceneOptions(occluders=p.occluders)
+    image, anns = render_image(
+        image_rng(p.seed, job.split, job.index), p.width, p.height, p.min_people, p.max_people, options
+    )
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f"JPEG encoding of {job.file_name} failed")

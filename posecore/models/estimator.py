@@ -176,7 +176,13 @@ def build_estimator(spec: ModelSpec, meta: DatasetMeta, pretrained: bool = True)
     backbone_opts = _options(spec.backbone)
     if not pretrained:
         backbone_opts.pop("pretrained", None)
+    frozen_stages = int(backbone_opts.pop("frozen_stages", 0))
     backbone = BACKBONES.build(spec.backbone["name"], **backbone_opts)
+    if frozen_stages:
+        try:
+            backbone.freeze_stages(frozen_stages)
+        except ValueError as exc:
+            raise ValueError(f"model.backbone.{exc}") from exc
     channels, strides = tuple(backbone.out_channels), tuple(backbone.strides)
     neck = None
     if spec.neck:

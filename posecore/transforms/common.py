@@ -239,13 +239,21 @@ class Normalize:
         images = batch["images"]
         if images.shape[1] != len(self.mean):
             raise ValueError(f"Normalize has {len(self.mean)} channel statistics but images are {tuple(images.shape)}")
+        out = dict(batch)
+        out["images"] = self.images(images)
+        return out
+
+    def inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A training batch with its ``inputs`` normalised: the ``preprocess`` step of
+        :func:`posecore.engine.fit` for pipelines built with ``keep_uint8=True``."""
+        return {**batch, "inputs": self.images(batch["inputs"])}
+
+    def images(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) uint8 or float in [0, 255] -> a new float32 tensor, same memory format."""
         mean = torch.as_tensor(self.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
         std = torch.as_tensor(self.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-        out = dict(batch)
         # one float copy, then in place: no temporaries for (x - mean) / std on big batches
-        x = images.to(torch.float32, copy=True)
-        out["images"] = x.sub_(mean).mul_(1.0 / std)
-        return out
+        return images.to(torch.float32, copy=True).sub_(mean).mul_(1.0 / std)
 
 
 @register_transform("generate_target")

@@ -164,8 +164,9 @@ def points_inside(points: Tensor, size: tuple[int, int]) -> Tensor:
     return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
 
 
-def warp_images(images: Tensor, m: Tensor, output_size: tuple[int, int]) -> Tensor:
-    """Warp images (B, C, H, W) by the source->destination affine m (B, 2, 3) into (B, C, h, w) float32.
+def warp_images(images: Tensor, m: Tensor, output_size: tuple[int, int], keep_uint8: bool = False) -> Tensor:
+    """Warp images (B, C, H, W) by the source->destination affine m (B, 2, 3) into (B, C, h, w) float32
+    (uint8 when ``keep_uint8`` and the images are uint8: 4x less memory to move to the device).
 
     Equals ``cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR)`` with a zero border,
     up to OpenCV's 1/32-pixel fixed-point interpolation weights. uint8 images on the CPU are
@@ -176,8 +177,10 @@ def warp_images(images: Tensor, m: Tensor, output_size: tuple[int, int]) -> Tens
     """
     b, c, src_h, src_w = images.shape
     w, h = output_size
+    uint8_out = keep_uint8 and images.dtype == torch.uint8
     if images.device.type == "cpu" and images.dtype == torch.uint8 and c <= 4:
-        return _warp_images_cv2(images, m, output_size)
+        out = _warp_images_cv2(images, m, output_size)
+        return out if uint8_out else out.to(torch.float32)
     dev = m.device
     f64 = torch.float64
     inv = _homogeneous(invert_affine(m.to(f64)))
@@ -194,7 +197,8 @@ def warp_images(images: Tensor, m: Tensor, output_size: tuple[int, int]) -> Tens
     theta = (src_norm @ inv @ out_px)[:, :2].to(torch.float32)
     grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
     src = images if images.is_floating_point() else images.to(torch.float32)
-    return F.grid_sample(src.to(torch.float32), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(src.to(torch.float32), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8) if uint8_out else out
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -214,4 +218,4 @@ def _warp_images_cv2(images: Tensor, m: Tensor, output_size: tuple[int, int]) ->
         out[i] = warped.reshape(h, w, -1)
 
     list(_POOL.map(one, range(images.shape[0])))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).to(torch.float32)
+    return torch.from_numpy(out).permute(0, 3, 1, 2)

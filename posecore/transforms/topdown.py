@@ -235,6 +235,8 @@ class TopdownAffine:
     input_size: tuple[int, int]
     use_udp: bool = False
     zero_outside: bool = True
+    keep_uint8: bool = False
+    """uint8 images stay uint8 (rounded); for a model step that normalises on the device."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", check_size("TopdownAffine", "input_size", self.input_size))
@@ -253,7 +255,11 @@ class TopdownAffine:
             vis = vis * points_inside(kp, (w, h)).to(vis.dtype)
         out = dict(batch)
         out.update(
-            images=warp_images(images, total, (w, h)), keypoints=kp, visible=vis, scale=scale, warp=total.float()
+            images=warp_images(images, total, (w, h), self.keep_uint8),
+            keypoints=kp,
+            visible=vis,
+            scale=scale,
+            warp=total.float(),
         )
         return out
 
@@ -279,7 +285,9 @@ class TopdownAugmentation:
     """RTMPose-style colour jitter after the crop; off in MMPose's heatmap recipes."""
 
 
-def _affine(codec: Codec, input_size: tuple[int, int] | None, use_udp: bool | None) -> TopdownAffine:
+def _affine(
+    codec: Codec, input_size: tuple[int, int] | None, use_udp: bool | None, keep_uint8: bool = False
+) -> TopdownAffine:
     codec_size = getattr(codec, "input_size", None)
     if input_size is None:
         if codec_size is None:
@@ -292,7 +300,7 @@ def _affine(codec: Codec, input_size: tuple[int, int] | None, use_udp: bool | No
         )
     if use_udp is None:
         use_udp = bool(getattr(codec, "use_udp", False))
-    return TopdownAffine(tuple(input_size), use_udp=use_udp)  # type: ignore[arg-type]
+    return TopdownAffine(tuple(input_size), use_udp=use_udp, keep_uint8=keep_uint8)  # type: ignore[arg-type]
 
 
 def topdown_train_pipeline(
@@ -305,13 +313,18 @@ def topdown_train_pipeline(
     bbox_padding: float = 1.25,
     normalize: Normalize | None = Normalize(),  # noqa: B008 - frozen, safe as a default
     use_joint_weights: bool = False,
+    keep_uint8: bool = False,
 ) -> Compose:
     """MMPose's top-down training recipe for ``meta``'s keypoints, ending in ``codec``'s targets.
 
     ``input_size`` defaults to ``codec.input_size`` (a different value is an error);
     ``use_udp`` defaults to ``codec.use_udp`` when the codec has one, else False.
-    ``normalize=None`` leaves images in [0, 255] (for a model that normalises itself).
+    ``normalize=None`` leaves images in [0, 255] (for a model that normalises itself); with
+    ``keep_uint8`` uint8 sources give uint8 images, normalised later on the training device
+    (as MMPose's data preprocessor does), which makes the batch 4x smaller.
     """
+    if keep_uint8 and normalize is not None:
+        raise ValueError("keep_uint8=True needs normalize=None: uint8 images cannot hold normalised values")
     steps: list[Transform] = [
         GetBBoxCenterScale(bbox_padding),
         RandomFlip(tuple(meta.flip_indices), prob=aug.flip_prob),
@@ -333,7 +346,7 @@ def topdown_train_pipeline(
             rotate_factor=aug.rotate_factor,
             rotate_prob=aug.rotate_prob,
         ),
-        _affine(codec, input_size, use_udp),
+        _affine(codec, input_size, use_udp, keep_uint8),
     ]
     if aug.photometric:
         steps.append(PhotometricDistortion())

@@ -104,6 +104,26 @@ def test_dataloader_workers_do_not_change_the_result(tmp_path: Path, toy: Module
         assert torch.equal(v, workers.state_dict()[k])
 
 
+def test_preprocess_runs_on_every_micro_batch_before_the_forward(tmp_path: Path, toy: ModuleType) -> None:
+    class Halved(toy.ToyData):
+        def batch(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
+            out = super().batch(indices, epoch)
+            return {**out, "inputs": out["inputs"] / 2}
+
+    seen: list[torch.device] = []
+
+    def double(batch: dict[str, Any]) -> dict[str, Any]:
+        seen.append(batch["inputs"].device)
+        return {**batch, "inputs": batch["inputs"] * 2}
+
+    cfg = toy.make_cfg(epochs=1, batch_size_per_device=4, global_batch_size=8, checkpoint_dir=str(tmp_path / "a"))
+    model = toy.make_model(0)
+    fit(model, toy.loss_fn, Halved(), cfg, preprocess=double)
+    reference, _ = _fit(toy, tmp_path / "b", epochs=1, batch_size_per_device=4, global_batch_size=8)
+    _assert_close(model.state_dict(), reference.state_dict(), atol=1e-6)
+    assert len(seen) == 2 * (toy.ToyData().num_samples // 8) and set(seen) == {torch.device("cpu")}
+
+
 @pytest.mark.parametrize(
     ("higher_is_better", "val_interval", "best_epoch", "validated"),
     [(True, 1, 4, [1, 2, 3, 4, 5]), (False, 1, 1, [1, 2, 3, 4, 5]), (True, 2, 4, [2, 4, 5])],

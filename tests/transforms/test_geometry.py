@@ -88,6 +88,17 @@ def test_points_inside_is_the_pixel_centre_grid() -> None:
     assert points_inside(pts, (48, 64)).tolist() == [True, True, False, False, False]
 
 
+@pytest.mark.parametrize("channels", [3, 5])  # 3: cv2 on uint8; 5: grid_sample (as on GPUs)
+def test_keep_uint8_is_the_float_warp_rounded(channels: int) -> None:
+    images = torch.randint(0, 256, (3, channels, 40, 50), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    m = torch.tensor([[[0.8, 0.3, 2.5], [-0.3, 0.8, 4.25]]]).expand(3, 2, 3)
+    floats = warp_images(images, m, (32, 24))
+    kept = warp_images(images, m, (32, 24), keep_uint8=True)
+    assert floats.dtype == torch.float32 and kept.dtype == torch.uint8
+    assert (kept.float() - floats).abs().max() <= 0.5
+    assert warp_images(images.float(), m, (32, 24), keep_uint8=True).dtype == torch.float32  # floats stay floats
+
+
 def test_identity_warp_is_exact() -> None:
     images = torch.randint(0, 256, (2, 3, 20, 30), dtype=torch.uint8)
     ident = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(2, 2, 3)

@@ -242,6 +242,26 @@ def test_batch_of_8_equals_8_batches_of_1(real_images: Tensor, coco_meta: Datase
         assert torch.allclose(one["targets"]["keypoint_weights"], whole["targets"]["keypoint_weights"][i : i + 1])
 
 
+def test_uint8_batches_normalised_on_the_device_equal_normalised_batches(
+    real_images: Tensor, coco_meta: DatasetMeta
+) -> None:
+    b, _, h, w = real_images.shape
+    kp = _keypoints(b, w, h, seed=3)
+    batch = make_topdown_batch(
+        real_images, kp, torch.ones(b, K), torch.arange(b), bbox=torch.cat([kp.amin(1), kp.amax(1)], -1)
+    )
+    rng = KeyedRNG(seed=1, epoch=0)
+    normalized = topdown_train_pipeline(coco_meta, _codec())(batch, rng)
+    raw = topdown_train_pipeline(coco_meta, _codec(), normalize=None, keep_uint8=True)(batch, rng)
+    assert raw["images"].dtype == torch.uint8 and normalized["images"].dtype == torch.float32
+    on_device = Normalize().inputs({"inputs": raw["images"], "targets": raw["targets"]})
+    assert torch.equal(on_device["inputs"], normalized["images"])
+    assert on_device["targets"] is raw["targets"]
+    assert torch.equal(raw["targets"]["coords"], normalized["targets"]["coords"])
+    with pytest.raises(ValueError, match="keep_uint8=True needs normalize=None"):
+        topdown_train_pipeline(coco_meta, _codec(), keep_uint8=True)
+
+
 def test_random_half_body_rules() -> None:
     """MMPose's selection rules, checked on hand-made visibility patterns."""
     upper, lower = tuple(range(0, 9)), tuple(range(9, 17))

@@ -48,6 +48,39 @@ class Backbone(nn.Module):
     std: tuple[float, float, float] = IMAGENET_STD
     #: What the last ``load_pretrained`` did (None for a random initialisation).
     pretrained_report: LoadReport | None = None
+    #: How many stages, from the input, are frozen (see :meth:`freeze_stages`).
+    frozen_stages: int = 0
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        """The modules of each stage still in the network, from the input: entry 0 holds the
+        stem and everything up to the first stage's output (stride 4)."""
+        raise NotImplementedError(f"{type(self).__name__} does not list its stages")
+
+    def freeze_stages(self, n: int) -> None:
+        """Freeze the first ``n`` stages (stem included), like MMPose's ``frozen_stages`` for
+        n >= 1: their parameters stop training and their BatchNorm layers keep their running
+        statistics (eval mode whatever :meth:`train` is asked). Fine-tuning from pretrained
+        weights; it also skips the backward pass through the high-resolution early layers.
+        """
+        stages = self.stage_modules()
+        if not 0 <= n <= len(stages):
+            raise ValueError(
+                f"frozen_stages {n}: {type(self).__name__} here has {len(stages)} stages "
+                f"(out_indices {self.out_indices}); use 0..{len(stages)}"
+            )
+        self.frozen_stages = n
+        for group in stages[:n]:
+            for module in group:
+                module.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(mode)
+        if self.frozen_stages:
+            for group in self.stage_modules()[: self.frozen_stages]:
+                for module in group:
+                    module.train(False)
+        return self
 
     def load_weights(self, backbone_name: str, tag: str) -> LoadReport:
         """Load the registered weights ``tag`` (see ``posecore.models.pretrained``); exact fit or error."""
@@ -103,6 +136,9 @@ class StagedBackbone(Backbone):
     def truncate(self) -> None:
         """Drop the stages after the last selected one."""
         del self.stages[self.out_indices[-1] + 1 :]
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        return [[stage] for stage in self.stages]
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         outs = []

@@ -157,6 +157,14 @@ class EfficientNetLite(Backbone):
             self.head = None
             del self.blocks[self._ends[last] :]
 
+    def stage_modules(self) -> list[list[nn.Module]]:
+        bounds = (0, *self._ends[:3], len(self.blocks))
+        groups: list[list[nn.Module]] = [list(self.blocks[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+        groups[0].insert(0, self.stem)
+        if self.head is not None:
+            groups[3].append(self.head)
+        return [g for g in groups if g][: self.out_indices[-1] + 1]
+
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         x = self.stem(x)
         outs = []

@@ -151,6 +151,11 @@ class HRNet(Backbone):
                 layers.append(nn.Sequential(*steps))
         return layers
 
+    def stage_modules(self) -> list[list[nn.Module]]:
+        """MMPose's HRNet stages: stem + layer1, then (transition1, stage2), (transition2, stage3), ..."""
+        stem = [self.conv1, self.bn1, self.conv2, self.bn2, self.layer1]
+        return [stem] + [[getattr(self, f"transition{s - 1}"), getattr(self, f"stage{s}")] for s in (2, 3, 4)]
+
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.relu(self.bn2(self.conv2(x)))

@@ -41,7 +41,7 @@ def _forward_backward(model: Backbone, x: Tensor) -> tuple[Tensor, ...]:
     sum(o.square().mean() for o in outs).backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
     return outs
 
 
@@ -54,6 +54,48 @@ def test_backbone_forward_backward_and_declared_outputs(name: str) -> None:
     assert model.pretrained_report is None
     x = torch.randn(BATCH, 3, HEIGHT, WIDTH)
     _check_outputs(model, x, _forward_backward(model, x))
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_frozen_stages_stop_training_and_keep_bn_statistics(name: str) -> None:
+    torch.manual_seed(0)
+    model = BACKBONES.build(name)
+    stages = model.stage_modules()
+    assert len(stages) >= 2 and all(stages)
+    model.freeze_stages(1)
+    names = {id(m): n for n, m in model.named_modules()}
+    prefixes = tuple(names[id(m)] + "." for m in stages[0])
+    bns = [m for g in stages[0] for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
+    model.train()
+    assert bns and not any(bn.training for bn in bns)
+    assert all(m.training for m in stages[1][-1].modules())
+    for n, p in model.named_parameters():
+        assert p.requires_grad != n.startswith(prefixes), n
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    _forward_backward(model, torch.randn(BATCH, 3, HEIGHT, WIDTH))
+    optimizer.step()
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    frozen = {k for k in before if k.startswith(prefixes)}
+    assert any(k.endswith("running_mean") for k in frozen)  # BN statistics are covered
+    assert not changed & frozen and changed - frozen
+    with pytest.raises(ValueError, match=r"frozen_stages 9: .* stages"):
+        model.freeze_stages(9)
+
+
+def test_frozen_stages_from_the_model_spec() -> None:
+    from posecore.metainfo import load_meta
+    from posecore.models.estimator import ModelSpec, build_estimator
+
+    def build(frozen: int) -> nn.Module:
+        spec = ModelSpec.resolve("synthetic-lite0-heatmap", backbone={"frozen_stages": frozen})
+        return build_estimator(spec, load_meta("coco"), pretrained=False)
+
+    model = build(1)
+    assert model.backbone.frozen_stages == 1
+    assert not model.backbone.stem.conv.weight.requires_grad and model.head.final_layer.weight.requires_grad
+    with pytest.raises(ValueError, match=r"model.backbone.frozen_stages 4: .* 3 stages \(out_indices \(2,\)\)"):
+        build(4)
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
