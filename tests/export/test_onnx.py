@@ -111,7 +111,11 @@ def test_onnx_predictions_with_the_mirrored_batch_match_pytorch_flip_test(setup)
         np.testing.assert_allclose(ours.scores, ref.scores, atol=1e-3)
         image_px_per_input_px = 1.0 / split.warp[:, 0, 0]
         err = np.linalg.norm(ours.keypoints - ref.keypoints, axis=-1) / image_px_per_input_px[:, None]
-        assert err.max() <= 0.5
+        # A barely trained model can have two maxima of equal height (an argmax tie that float
+        # rounding breaks either way); a decoding or flip-back bug would move many keypoints.
+        apart = err > 0.5
+        assert apart.sum() <= max(1, apart.size // 50), (flip, np.argwhere(apart), err[apart])
+        assert np.abs(ours.scores - ref.scores)[apart].max(initial=0.0) < 1e-4  # equal peaks: a tie
 
 
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
