@@ -121,18 +121,13 @@ def main() -> None:
         n = min(args.samples, len(split))
         # Steady state, as from the second epoch of training on: one untimed pass of each path
         # (files and shards in the page cache, thread pools started), then the best of --repeats.
-        runs: dict[str, list[float]] = {"a": [], "b": [], "c": []}
-        for r in range(args.repeats + 1):
-            timed = [
-                ("a", lambda: direct(instances[:n], meta, codec, (w, h), np.random.default_rng(0))),
-                ("b", lambda: cached(data, n, args.batch)),
-                ("c", lambda: cached(data, n, args.batch, Normalize())),
-            ]
-            for key, fn in timed:
-                rate = fn()
-                if r:
-                    runs[key].append(rate)
-        a, b, c = (max(runs[k]) for k in "abc")
+        paths = [
+            lambda: direct(instances[:n], meta, codec, (w, h), np.random.default_rng(0)),
+            lambda: cached(data, n, args.batch),
+            lambda: cached(data, n, args.batch, Normalize()),
+        ]
+        rates = [[path() for path in paths] for _ in range(args.repeats + 1)][1:]
+        a, b, c = (max(column) for column in zip(*rates, strict=True))
     print(
         f"data: {args.data}, {n} training instances, input {w}x{h}, codec {args.codec}, "
         f"torch threads {torch.get_num_threads()}, best of {args.repeats} passes after a warm-up pass"

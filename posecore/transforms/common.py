@@ -236,11 +236,8 @@ class Normalize:
 
     def __call__(self, batch: Any, rng: KeyedRNG | None = None) -> Any:
         require(batch, "Normalize", "images")
-        images = batch["images"]
-        if images.shape[1] != len(self.mean):
-            raise ValueError(f"Normalize has {len(self.mean)} channel statistics but images are {tuple(images.shape)}")
         out = dict(batch)
-        out["images"] = self.images(images)
+        out["images"] = self.images(batch["images"])
         return out
 
     def inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -250,6 +247,8 @@ class Normalize:
 
     def images(self, images: Tensor) -> Tensor:
         """(B, C, H, W) uint8 or float in [0, 255] -> a new float32 tensor, same memory format."""
+        if images.shape[1] != len(self.mean):
+            raise ValueError(f"Normalize has {len(self.mean)} channel statistics but images are {tuple(images.shape)}")
         mean = torch.as_tensor(self.mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
         std = torch.as_tensor(self.std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
         # one float copy, then in place: no temporaries for (x - mean) / std on big batches

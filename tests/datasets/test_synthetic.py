@@ -173,21 +173,17 @@ def test_scene_params_reach_the_renderer(tmp_path: Path, occluders: bool) -> Non
     params = replace(TINY, n_train=24, n_val=1, max_people=3, occluders=occluders)
     generate(params, tmp_path / "out")
     written = [v for a in _load(tmp_path / "out", "train")["annotations"] for v in a["keypoints"]]
-    options = SceneOptions(occluders=occluders)
-    rendered = [
-        v
-        for i in range(params.n_train)
-        for a in render_image(image_rng(params.seed, "train", i), W, H, 1, 3, options)[1]
-        for v in a.keypoints.ravel().tolist()
-    ]
-    other = SceneOptions(occluders=not occluders)
-    flipped = [
-        v
-        for i in range(params.n_train)
-        for a in render_image(image_rng(params.seed, "train", i), W, H, 1, 3, other)[1]
-        for v in a.keypoints.ravel().tolist()
-    ]
-    assert written == pytest.approx(rendered) and written != flipped
+
+    def rendered(options: SceneOptions) -> list[float]:
+        return [
+            v
+            for i in range(params.n_train)
+            for a in render_image(image_rng(params.seed, "train", i), W, H, 1, 3, options)[1]
+            for v in a.keypoints.ravel().tolist()
+        ]
+
+    assert written == pytest.approx(rendered(SceneOptions(occluders=occluders)))
+    assert written != rendered(SceneOptions(occluders=not occluders))
 
 
 def test_image_rng_depends_on_seed_split_and_index() -> None:

@@ -10,6 +10,7 @@ eps 1e-3, momentum 0.01 (TF's 0.99). Inputs: (RGB 0..255 - 127) / 128.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -159,7 +160,7 @@ class EfficientNetLite(Backbone):
 
     def stage_modules(self) -> list[list[nn.Module]]:
         bounds = (0, *self._ends[:3], len(self.blocks))
-        groups: list[list[nn.Module]] = [list(self.blocks[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+        groups: list[list[nn.Module]] = [list(self.blocks[a:b]) for a, b in itertools.pairwise(bounds)]
         groups[0].insert(0, self.stem)
         if self.head is not None:
             groups[3].append(self.head)
