@@ -10,8 +10,11 @@
 (c) cached + normalise: (b) followed by the normalisation to float32, for reference (the
     cost the training process pays per batch on a CPU-only run).
 
-Both run in this one process on the same real images (``../shared/data/lspet`` by default)
-and the same codec. Prints samples/s per process for each and the ratios.
+All run in this one process on the same real images (``../shared/data/lspet`` by default)
+and the same codec, under two thread budgets, each path getting the same one: 1 thread (a
+DataLoader worker: PyTorch gives workers one thread and MMPose's ``env_cfg`` sets OpenCV's
+threads to 0, i.e. none) and every core of the machine (one process that has the machine
+to itself). Prints samples/s per process for each path and the ratios.
 
     python benchmarks/bench_data.py [--data lspet|coco_mini] [--samples 512] [--input 192x256] [--repeats 3]
 """
@@ -19,6 +22,7 @@ and the same codec. Prints samples/s per process for each and the ratios.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -107,7 +111,7 @@ def main() -> None:
         if args.codec == "msra_heatmap"
         else build_codec("simcc", input_size=(w, h), sigma=(4.9, 5.66), split_ratio=2.0, normalize=False)
     )
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    budgets = sorted({1, os.cpu_count() or 1})
     with tempfile.TemporaryDirectory() as tmp:
         converted, cache_dir = Path(tmp) / "converted", Path(tmp) / "cache"
         convert(_source(args.data), converted)
@@ -126,20 +130,30 @@ def main() -> None:
             lambda: cached(data, n, args.batch),
             lambda: cached(data, n, args.batch, Normalize()),
         ]
-        rates = [[path() for path in paths] for _ in range(args.repeats + 1)][1:]
-        a, b, c = (max(column) for column in zip(*rates, strict=True))
+        results = {}
+        for threads in budgets:
+            torch.set_num_threads(threads)
+            cv2.setNumThreads(threads)
+            rates = [[path() for path in paths] for _ in range(args.repeats + 1)][1:]
+            results[threads] = [max(column) for column in zip(*rates, strict=True)]
     print(
         f"data: {args.data}, {n} training instances, input {w}x{h}, codec {args.codec}, "
-        f"torch threads {torch.get_num_threads()}, best of {args.repeats} passes after a warm-up pass"
+        f"best of {args.repeats} passes after a warm-up pass; samples/s per process"
     )
     print(
         f"cache build: {report['counts']['train'] + report['counts']['val']} instances in {build_s:.1f} s (one-off, DVC stage)"
     )
-    print(f"{'path':<44}{'samples/s':>12}")
-    print(f"{'(a) direct: decode + cv2 affine + encode':<44}{a:>12.1f}")
-    print(f"{'(b) cached + batched (batch ' + str(args.batch) + ')':<44}{b:>12.1f}")
-    print(f"{'(c) (b) + normalise to float32':<44}{c:>12.1f}")
-    print(f"ratio (b)/(a): {b / a:.1f}x   (goal >= 10x);  (c)/(a): {c / a:.1f}x")
+    labels = [
+        "(a) direct: decode + cv2 affine + encode",
+        f"(b) cached + batched (batch {args.batch})",
+        "(c) (b) + normalise to float32",
+    ]
+    print(f"{'path':<44}" + "".join(f"{f'{t} thread' + ('s' if t > 1 else ''):>12}" for t in budgets))
+    for i, label in enumerate(labels):
+        print(f"{label:<44}" + "".join(f"{results[t][i]:>12.1f}" for t in budgets))
+    for t in budgets:
+        a, b, c = results[t]
+        print(f"{t} thread{'s' if t > 1 else ''}: ratio (b)/(a) {b / a:.1f}x (goal >= 10x); (c)/(a) {c / a:.1f}x")
 
 
 if __name__ == "__main__":

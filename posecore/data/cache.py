@@ -45,7 +45,7 @@ from posecore.codecs import Codec, available_codecs, build_codec, codec_class
 from posecore.datasets.coco import CocoPoseDataset, PoseInstance, load_image
 from posecore.io import atomic_output_dir, atomic_write_json
 from posecore.transforms import Compose, KeyedRNG, make_topdown_batch
-from posecore.transforms.geometry import bbox_xyxy_to_center_scale, fix_aspect_ratio, warp_matrix
+from posecore.transforms.geometry import ImageList, bbox_xyxy_to_center_scale, fix_aspect_ratio, warp_matrix
 
 CACHE_VERSION = 1
 
@@ -345,6 +345,11 @@ class CacheSplit:
             out[j] = self._shards[i // self._shard_size][i % self._shard_size]
         return out
 
+    def image_views(self, indices: Sequence[int] | np.ndarray) -> ImageList:
+        """The images at ``indices`` as read-only views into the memory-mapped shards (no copy)."""
+        size = self._shard_size
+        return ImageList([self._shards[int(i) // size][int(i) % size] for i in np.asarray(indices, dtype=np.int64)])
+
     def targets(self, indices: Sequence[int] | np.ndarray) -> dict[str, Tensor]:
         """Val only: the stored encoded targets for ``indices``."""
         idx = np.asarray(indices, dtype=np.int64)
@@ -391,7 +396,9 @@ class CachedTopdownData:
 
     def batch(self, indices: Sequence[int], epoch: int) -> dict[str, Any]:
         idx = np.asarray(indices, dtype=np.int64)
-        images = torch.from_numpy(self.split.images(idx)).permute(0, 3, 1, 2).to(self.device)
+        # On the CPU the warp reads each crop straight from its shard; a GPU gets one stacked copy.
+        views = self.split.image_views(idx)
+        images = views if self.device.type == "cpu" else views.to_tensor().to(self.device)
         batch = make_topdown_batch(
             images,
             torch.from_numpy(self.split.keypoints[idx]).to(self.device),

@@ -33,7 +33,8 @@ class TopdownBatch(TypedDict):
 
     images (B, C, H, W) uint8 or float32 RGB (C = 3), values in [0, 255]; before
         ``TopdownAffine`` the source images (full images with B = 1 on the direct path, or
-        same-size cached crops), after it the model input (B, C, h_in, w_in) float32.
+        same-size cached crops, possibly as an ``ImageList`` of views into the cache's
+        shards), after it the model input (B, C, h_in, w_in) float32.
     keypoints (B, K, 2) float32: pixel coordinates in ``images`` (after ``RandomFlip``: in the
         mirrored image; after ``TopdownAffine``: in input pixels).
     visible (B, K) float32 in [0, 1]; 0 for unlabelled keypoints and, after ``TopdownAffine``,

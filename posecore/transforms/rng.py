@@ -44,6 +44,16 @@ def _absorb(state: Tensor, word: Tensor | int) -> Tensor:
     return _mix32((state ^ word ^ _SALT) & _MASK32)
 
 
+def _absorb_int(state: int, word: int) -> int:
+    """:func:`_absorb` on Python ints: the same hash, without a tensor op per step."""
+    x = (state ^ word ^ _SALT) & _MASK32
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & _MASK32
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
 def _words(value: int) -> tuple[int, int]:
     value &= (1 << 64) - 1
     return value & _MASK32, value >> 32
@@ -73,11 +83,11 @@ class KeyedRNG:
             )
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        # The scalar prefix (seed, epoch, stream) is hashed on a 0-d tensor on the keys' device.
-        state = torch.full((), _GOLDEN, dtype=torch.int64, device=keys.device)
+        # The scalar prefix (seed, epoch, stream) is hashed in Python, the per-key part on tensors.
+        prefix = _GOLDEN
         for word in (*_words(self.seed), *_words(self.epoch), *_words(stream)):
-            state = _absorb(state, word)
-        state = _absorb(state.expand_as(keys), keys & _MASK32)
+            prefix = _absorb_int(prefix, word)
+        state = _absorb(torch.full_like(keys, prefix), keys & _MASK32)
         state = _absorb(state, (keys >> 32) & _MASK32)
         j = torch.arange(n, dtype=torch.int64, device=keys.device)
         bits = _mix32(_absorb(state[:, None], (j * _GOLDEN) & _MASK32))

@@ -25,6 +25,7 @@ from posecore.metainfo import DatasetMeta
 from ._base import Compose, TopdownBatch, Transform, register_transform, require, require_rng
 from .common import GenerateTarget, Normalize, PhotometricDistortion, RandomFlip, check_indices, check_prob, check_range
 from .geometry import (
+    ImageList,
     bbox_xyxy_to_center_scale,
     compose_affine,
     fix_aspect_ratio,
@@ -55,7 +56,7 @@ def check_size(owner: str, name: str, value: Sequence[int]) -> tuple[int, int]:
 
 
 def make_topdown_batch(
-    images: Tensor,
+    images: Tensor | ImageList,
     keypoints: Tensor,
     visible: Tensor,
     keys: Tensor | Sequence[int],
@@ -65,6 +66,9 @@ def make_topdown_batch(
     scale: Tensor | None = None,
 ) -> TopdownBatch:
     """Assemble a :class:`TopdownBatch` on ``images.device``: rotation 0, flip False.
+
+    ``images`` is a (B, C, H, W) tensor or an :class:`~posecore.transforms.geometry.ImageList`
+    of same-size (H, W, C) uint8 arrays, which ``TopdownAffine`` warps without stacking them.
 
     Give either ``bbox`` (B, 4) xyxy (then run ``GetBBoxCenterScale``) or ``center`` and
     ``scale`` (B, 2); with only a bbox, center/scale start as the unpadded box.

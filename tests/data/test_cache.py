@@ -185,3 +185,25 @@ def test_cache_builds_on_real_datasets(shared_data: Path, tmp_path: Path, name: 
     split = open_cache(tmp_path / "cache")["train"]
     crops = split.images(range(0, len(split), max(1, len(split) // 16)))
     assert crops.mean() > 20, "crops hold image content, not padding"
+
+
+def test_batches_warp_straight_from_the_shards_like_a_stacked_copy(cache: Path) -> None:
+    """On the CPU a batch warps views into the memory-mapped shards; a stacked copy gives the same batch."""
+    split = open_cache(cache)["train"]
+    pipeline = topdown_train_pipeline(load_meta("coco"), _codec(), normalize=None, keep_uint8=True)
+    idx = np.arange(len(split))[::-1].copy()
+    views = split.image_views(idx)
+    assert all(isinstance(a, np.memmap) or isinstance(a.base, np.memmap) for a in views.arrays)
+    got = CachedTopdownData(split, pipeline, seed=3).batch(idx, epoch=1)
+    stacked = torch.from_numpy(split.images(idx)).permute(0, 3, 1, 2)
+    batch = make_topdown_batch(
+        stacked,
+        torch.from_numpy(split.keypoints[idx]),
+        torch.from_numpy(split.visible[idx]),
+        torch.from_numpy(idx),
+        bbox=torch.from_numpy(split.bbox[idx]),
+    )
+    want = pipeline(batch, KeyedRNG(3, 1))
+    assert torch.equal(got["inputs"], want["images"])
+    for key, value in want["targets"].items():
+        assert torch.equal(got["targets"][key], value), key

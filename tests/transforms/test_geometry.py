@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 
 from posecore.transforms.geometry import (
+    ImageList,
     bbox_xyxy_to_center_scale,
     center_scale_to_bbox_xyxy,
     compose_affine,
@@ -134,3 +137,51 @@ def test_warp_images_matches_cv2_warp_affine(real_image: np.ndarray, use_udp: bo
         assert np.percentile(diff, 99) < 8.0
         # cv2 rounds to uint8: a mean near 0.25 is the rounding alone
         assert math.isfinite(float(diff.max()))
+
+
+def _random_matrices(n: int, src_w: int, src_h: int, seed: int) -> Tensor:
+    """(n, 2, 3) float64: rotated, scaled, shifted and sometimes mirrored crops, some reaching off the image."""
+    rng = np.random.default_rng(seed)
+    center = torch.tensor(rng.uniform([-0.2 * src_w, -0.2 * src_h], [1.2 * src_w, 1.2 * src_h], (n, 2)))
+    scale = fix_aspect_ratio(torch.tensor(rng.uniform(0.1, 1.5, (n, 2)) * [src_w, src_h]), 48 / 64)
+    m = warp_matrix(center, scale, torch.tensor(rng.uniform(-90, 90, n)), (48, 64), dtype=torch.float64)
+    flip = torch.tensor(rng.random(n) < 0.5)
+    return compose_affine(m, flip_matrix(flip, src_w, torch.float64))
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_cpu_warp_gives_exactly_the_pixels_of_cv2_warp_affine(real_image: np.ndarray, channels: int) -> None:
+    """The CPU warp (3 channels by way of RGBA) equals OpenCV's plain warpAffine pixel for pixel,
+    which is what the torch-free bundle runtime crops with."""
+    src = np.ascontiguousarray(np.concatenate([real_image, real_image[..., :1]], axis=-1)[..., :channels])
+    h, w = src.shape[:2]
+    m = _random_matrices(24, w, h, seed=channels)
+    ours = warp_images(torch.from_numpy(src).permute(2, 0, 1)[None].expand(24, -1, -1, -1), m, (48, 64), True)
+    for i in range(24):
+        ref = cv2.warpAffine(src, m[i].numpy(), (48, 64), flags=cv2.INTER_LINEAR).reshape(64, 48, channels)
+        assert np.array_equal(ours[i].permute(1, 2, 0).numpy(), ref), i
+
+
+def test_a_warp_that_misses_the_image_gives_the_zero_border() -> None:
+    images = torch.full((1, 3, 20, 30), 200, dtype=torch.uint8)
+    away = torch.tensor([[[1.0, 0.0, 500.0], [0.0, 1.0, 0.0]]])  # the source lands far right of the output
+    assert warp_images(images, away, (16, 16), keep_uint8=True).abs().max() == 0
+
+
+def test_image_list_of_read_only_views_warps_like_the_stacked_tensor(real_images: Tensor) -> None:
+    arrays = [a.permute(1, 2, 0).numpy() for a in real_images]
+    for a in arrays:
+        a.setflags(write=False)  # like views into the cache's memory-mapped shards
+    listed = ImageList(arrays)
+    assert listed.shape == real_images.shape and listed.dtype == torch.uint8 and listed.device.type == "cpu"
+    assert torch.equal(listed.to_tensor(), real_images)
+    m = _random_matrices(len(arrays), real_images.shape[-1], real_images.shape[-2], seed=5)
+    assert torch.equal(warp_images(listed, m, (48, 64), True), warp_images(real_images, m, (48, 64), True))
+    assert torch.equal(warp_images(listed, m, (48, 64)), warp_images(real_images, m, (48, 64)))
+
+
+def test_image_list_rejects_mixed_images() -> None:
+    with pytest.raises(ValueError, match=r"ImageList image 1 is uint8 \(5, 5, 3\); all must be uint8"):
+        ImageList([np.zeros((4, 5, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)])
+    with pytest.raises(ValueError, match="at least one image"):
+        ImageList([])
