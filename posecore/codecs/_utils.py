@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 # OpenCV uses these fixed kernels for ksize <= 7 when sigma <= 0 (imgproc/src/smooth.dispatch.cpp).
@@ -98,10 +99,11 @@ def get_output(owner: str, outputs: Mapping[str, Tensor], key: str, trailing: tu
 
 
 # float32 exp() below about -87 gives a denormal or 0 through a slow path (~10x on x86), and so
-# does the product of two tiny profile values. Taps below exp(-40) ~ 4e-18 are set to exactly 0,
-# which keeps every product of two taps a normal number or 0 (MMPose keeps them; the difference
-# is < 1e-17).
+# does the product of two tiny profile values. The exponent is floored at -40 and taps up to
+# twice exp(-40) ~ 8.5e-18 are set to exactly 0, which keeps every product of two taps a normal
+# number or 0 (MMPose keeps them; the difference is < 1e-17).
 _EXP_FLOOR = -40.0
+_ZERO_UP_TO = 2.0 * math.exp(_EXP_FLOOR)
 
 
 def gaussian_1d(mu: Tensor, size: int, sigma: float, window: tuple[Tensor, float] | None = None) -> Tensor:
@@ -112,11 +114,11 @@ def gaussian_1d(mu: Tensor, size: int, sigma: float, window: tuple[Tensor, float
     """
     grid = torch.arange(size, device=mu.device, dtype=mu.dtype)
     arg = (grid - mu[..., None]).square_().mul_(-0.5 / sigma**2)
-    drop = arg < _EXP_FLOOR
+    taps = F.threshold_(arg.clamp_min_(_EXP_FLOOR).exp_(), _ZERO_UP_TO, 0.0)  # no mask tensor
     if window is not None:
         centre, radius = window
-        drop |= (grid - centre[..., None]).abs_() > radius
-    return arg.clamp_min_(_EXP_FLOOR).exp_().masked_fill_(drop, 0.0)
+        taps.masked_fill_((grid - centre[..., None]).abs_() > radius, 0.0)
+    return taps
 
 
 def in_reach(centre: Tensor, radius: float | tuple[float, float], size: tuple[int, int]) -> Tensor:

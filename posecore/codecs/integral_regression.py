@@ -59,11 +59,14 @@ class IntegralRegression(Codec):
 
     def encode(self, keypoints: Tensor, visible: Tensor) -> dict[str, Tensor]:
         """keypoints (N, K, 2), visible (N, K) -> {"heatmaps": (N, K, H, W), "coords": (N, K, 2), "keypoint_weights"}."""
-        heat = self.heatmap_codec.encode(keypoints, visible)
-        coord = self.coord_codec.encode(keypoints, heat["keypoint_weights"])
-        heatmaps = heat["heatmaps"]
+        gx, gy, weights = self.heatmap_codec.profiles(keypoints, visible)
+        coord = self.coord_codec.encode(keypoints, weights)
         if self.normalize:
-            heatmaps = heatmaps / (heatmaps.sum(dim=(-2, -1), keepdim=True) + 1e-24)
+            # A separable map's sum is the product of its profiles' sums: normalise the profiles
+            # and the full-size maps are written once (an all-zero map stays zero).
+            gx = gx / (gx.sum(dim=-1, keepdim=True) + 1e-12)
+            gy = gy / (gy.sum(dim=-1, keepdim=True) + 1e-12)
+        heatmaps = gy[..., :, None] * gx[..., None, :]
         return {"heatmaps": heatmaps, "coords": coord["coords"], "keypoint_weights": coord["keypoint_weights"]}
 
     def decode(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:

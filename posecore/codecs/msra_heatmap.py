@@ -76,6 +76,16 @@ class MSRAHeatmap(Codec):
 
     def encode(self, keypoints: Tensor, visible: Tensor) -> dict[str, Tensor]:
         """keypoints (N, K, 2), visible (N, K) -> {"heatmaps": (N, K, H, W), "keypoint_weights": (N, K)}."""
+        gx, gy, weights = self.profiles(keypoints, visible)
+        heatmaps = gy[..., :, None] * gx[..., None, :]  # one full-size pass
+        return {"heatmaps": heatmaps, "keypoint_weights": weights}
+
+    def profiles(self, keypoints: Tensor, visible: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The separable parts of ``encode``: heatmaps = gy[..., :, None] * gx[..., None, :].
+
+        keypoints (N, K, 2), visible (N, K) -> gx (N, K, W), gy (N, K, H) (zero for a dropped
+        keypoint), keypoint_weights (N, K).
+        """
         kp, vis = check_encode_inputs(type(self).__name__, keypoints, visible)
         w, h = self.heatmap_size
         mu = kp / self._scale(kp)
@@ -89,8 +99,7 @@ class MSRAHeatmap(Codec):
             gx = gaussian_1d(centre[..., 0], w, self.sigma, window=(centre[..., 0], radius))
             gy = gaussian_1d(centre[..., 1], h, self.sigma, window=(centre[..., 1], radius))
         keep = (vis >= 0.5) & in_reach(centre, radius, self.heatmap_size)
-        heatmaps = (gy * keep[..., None])[..., :, None] * gx[..., None, :]  # one full-size pass
-        return {"heatmaps": heatmaps, "keypoint_weights": vis * keep}
+        return gx, gy * keep[..., None], vis * keep
 
     def decode(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """{"heatmaps": (N, K, H, W)} -> keypoints (N, K, 2) in input pixels, scores (N, K)."""

@@ -109,9 +109,14 @@ class SimCC(Codec):
             keep = (vis >= 0.5) & in_reach(mu, (3 * sx, 3 * sy), self.label_size)
             x = gaussian_1d(mu[..., 0], wx, sx)
             y = gaussian_1d(mu[..., 1], wy, sy)
-            if self.normalize:
-                x.div_(sx * math.sqrt(2 * math.pi))
-                y.div_(sy * math.sqrt(2 * math.pi))
+            if self.normalize:  # folded into the keep factor below: one pass over the labels
+                fx = keep / (sx * math.sqrt(2 * math.pi))
+                fy = keep / (sy * math.sqrt(2 * math.pi))
+                return {
+                    "simcc_x": x.mul_(fx[..., None]),
+                    "simcc_y": y.mul_(fy[..., None]),
+                    "keypoint_weights": vis * keep,
+                }
         else:
             limit = torch.tensor(self.label_size, device=mu.device, dtype=mu.dtype)
             keep = (vis >= 0.5) & ((mu >= 0) & (mu < limit)).all(dim=-1)

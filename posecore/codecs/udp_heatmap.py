@@ -129,10 +129,13 @@ class UDPHeatmap(Codec):
         radius = self.radius_factor * max(w, h)
         dx = (mu[..., 0, None] - torch.arange(w, device=mu.device, dtype=mu.dtype)) / radius  # (N, K, W)
         dy = (mu[..., 1, None] - torch.arange(h, device=mu.device, dtype=mu.dtype)) / radius  # (N, K, H)
-        disc = (dx.square()[..., None, :] + dy.square()[..., :, None]).le_(1).mul_((vis >= 0.5)[..., None, None])
-        # One full-size allocation for the 3K maps, then the offsets are cut to the disc in place.
-        maps = torch.stack((disc, dx[..., None, :].expand_as(disc), dy[..., :, None].expand_as(disc)), dim=2)
-        maps.mul_(disc[:, :, None])
+        # An invisible keypoint gets dy^2 = inf: its disc is empty without a masking pass.
+        dy2 = dy.square().masked_fill_((vis < 0.5)[..., None], torch.inf)
+        # One allocation for the 3K maps, each written once: the disc, then the offsets cut to it.
+        maps = mu.new_empty(n, k, 3, h, w)
+        disc = torch.add(dx.square()[..., None, :], dy2[..., :, None], out=maps[:, :, 0]).le_(1)
+        torch.mul(disc, dx[..., None, :], out=maps[:, :, 1])
+        torch.mul(disc, dy[..., :, None], out=maps[:, :, 2])
         keep = disc.amax(dim=(-2, -1)) > 0
         return {"heatmaps": maps.reshape(n, 3 * k, h, w), "keypoint_weights": vis * keep}
 
@@ -151,11 +154,19 @@ class UDPHeatmap(Codec):
             disc = gaussian_blur(maps[:, :, 0], 2 * self.blur_kernel_size + 1, border="reflect")
             locs, scores = heatmap_argmax(disc)
             # The blurred offsets are only needed at the argmax: row y of the vertical blur times
-            # the maps times row x of the horizontal one. A location marked -1 reads pixel 0
-            # (MMPose reads an arbitrary pixel there).
+            # the maps times row x of the horizontal one. Those rows are zero outside the kernel's
+            # reach (reflected taps stay inside it), so a ks x ks window of the maps suffices.
+            # A location marked -1 reads pixel 0 (MMPose reads an arbitrary pixel there).
+            ks = self.blur_kernel_size
             x, y = locs[..., 0].long().clamp_min(0), locs[..., 1].long().clamp_min(0)
-            bw = blur_matrix(w, self.blur_kernel_size, "reflect", locs)[x]  # (N, K, W)
-            bh = blur_matrix(h, self.blur_kernel_size, "reflect", locs)[y]  # (N, K, H)
-            picked = torch.einsum("nkh,nkchw,nkw->nkc", bh, maps[:, :, 1:], bw)
+            taps = torch.arange(ks, device=locs.device)
+            cols = (x - ks // 2).clamp(0, w - ks)[..., None] + taps  # (N, K, ks)
+            rows = (y - ks // 2).clamp(0, h - ks)[..., None] + taps
+            bw = blur_matrix(w, ks, "reflect", locs)[x].gather(-1, cols)  # (N, K, ks)
+            bh = blur_matrix(h, ks, "reflect", locs)[y].gather(-1, rows)
+            flat = (rows[..., :, None] * w + cols[..., None, :]).flatten(-2)  # (N, K, ks * ks)
+            window = maps[:, :, 1:].flatten(-2).gather(-1, flat[:, :, None].expand(-1, -1, 2, -1))
+            window = window.unflatten(-1, (ks, ks))  # (N, K, 2, ks, ks)
+            picked = ((window * bh[:, :, None, :, None]).sum(-2) * bw[:, :, None]).sum(-1)  # (N, K, 2)
             locs = locs + picked * (self.radius_factor * max(w, h))
         return (locs * self._scale(locs)).float(), scores.float()
