@@ -6,13 +6,15 @@ Each codec runs on 64 instances of 17 keypoints in a 192x256 input (48x64 heatma
 64 batch-1 calls (a per-instance loop over the torch codec) and once as one batch-64 call; the
 "speedup" is the per-instance time of the first over the second. "numpy loop" is the MMPose
 style baseline: per-instance, per-keypoint NumPy/OpenCV loops (``tests/codecs/_mmpose_reference.py``).
-Times are the best of ``--repeats`` runs, in microseconds per instance.
+Times are the best of ``--repeats`` runs, in microseconds per instance. The table is printed
+for each torch thread budget in ``--threads`` (default: 1 and every core of the machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,11 +100,13 @@ def numpy_loops(ref, vid: str, codec: Codec, kp: np.ndarray, vis: np.ndarray, ou
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: stable timings)")
+    parser.add_argument(
+        "--threads", default=None, help="comma-separated torch CPU thread budgets (default: 1 and every core)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    budgets = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, os.cpu_count() or 1})
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     ref = _reference()
@@ -112,17 +116,20 @@ def main() -> None:
     keypoints = (0.1 * size + 0.8 * size * torch.rand(BATCH, NUM_KEYPOINTS, 2, generator=g)).to(device)
     visible = (torch.rand(BATCH, NUM_KEYPOINTS, generator=g) < 0.8).float().to(device)
 
-    print(f"device={device} torch_threads={torch.get_num_threads()} batch={BATCH} K={NUM_KEYPOINTS} ")
-    print(f"input={INPUT_SIZE} heatmap={HEATMAP_SIZE}; microseconds per instance, best of {args.repeats}\n")
+    print(f"device={device} batch={BATCH} K={NUM_KEYPOINTS} input={INPUT_SIZE} heatmap={HEATMAP_SIZE}")
+    print(f"microseconds per instance, best of {args.repeats}")
     header = (
         f"{'codec':13s} | {'enc b1':>8s} {'enc b64':>8s} {'speedup':>7s} | {'dec b1':>8s} {'dec b64':>8s} "
         f"{'speedup':>7s} | {'np enc':>8s} {'np dec':>8s}"
     )
-    print(header)
-    print("-" * len(header))
-    for vid, name, extra in VARIANTS:
-        codec = build_codec(name, input_size=INPUT_SIZE, **extra)
-        print(bench_one(vid, codec, keypoints, visible, ref, args.repeats, sync))
+    for threads in budgets:
+        torch.set_num_threads(threads)
+        print(f"\ntorch threads: {threads}")
+        print(header)
+        print("-" * len(header))
+        for vid, name, extra in VARIANTS:
+            codec = build_codec(name, input_size=INPUT_SIZE, **extra)
+            print(bench_one(vid, codec, keypoints, visible, ref, args.repeats, sync))
 
 
 def bench_one(vid: str, codec: Codec, keypoints, visible, ref, repeats: int, sync: Callable[[], None]) -> str:

@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val")
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 _JPEG_QUALITY = 90
 
 _Color = tuple[float, float, float]
@@ -1155,7 +1155,7 @@ def render_image(
 
 @dataclass(frozen=True)
 class _Job:
-    """Image ``index`` of ``split``, written to ``root / file_name``."""
+    """Image ``index`` of ``split``, written to ``root / images / split / file_name``."""
 
     params: SynthParams
     split: str
@@ -1164,7 +1164,12 @@ class _Job:
 
     @property
     def file_name(self) -> str:
-        return f"images/{self.split}/{self.index:06d}.jpg"
+        """Relative to the split's image folder, as COCO's ``file_name`` is to ``train2017/``."""
+        return f"{self.index:06d}.jpg"
+
+    @property
+    def path(self) -> Path:
+        return self.root / "images" / self.split / self.file_name
 
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
@@ -1180,8 +1185,8 @@ def _render_job(job: _Job) -> list[PersonAnnotation]:
     )
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
     if not ok:
-        raise RuntimeError(f"JPEG encoding of {job.file_name} failed")
-    (job.root / job.file_name).write_bytes(buf.tobytes())
+        raise RuntimeError(f"JPEG encoding of {job.split}/{job.file_name} failed")
+    job.path.write_bytes(buf.tobytes())
     return [PersonAnnotation(a.keypoints, a.bbox, a.area, np.zeros((0, 0), bool)) for a in anns]
 
 
@@ -1189,8 +1194,8 @@ def generate(params: SynthParams, out_dir: Path) -> dict[str, dict[str, int]]:
     """Write the dataset to ``out_dir`` atomically and return ``{split: {"images": n, "annotations": m}}``.
 
     Layout: ``annotations/{train,val}.json`` (COCO keypoints) and
-    ``images/{train,val}/NNNNNN.jpg`` (JPEG quality 90); ``file_name`` is relative to
-    ``out_dir``. Image and annotation ids are unique across both splits (train first).
+    ``images/{train,val}/NNNNNN.jpg`` (JPEG quality 90); ``file_name`` is relative to the
+    split's image folder ``images/<split>/``, as in COCO. Image and annotation ids are unique across both splits (train first).
     ``params.workers`` > 1 renders in that many forked processes; the bytes written do not
     depend on it.
     """

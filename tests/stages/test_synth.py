@@ -30,7 +30,7 @@ def test_main_writes_the_dataset_where_params_say(tmp_path: Path, capsys: pytest
     for split, n in (("train", 3), ("val", 2)):
         coco = json.loads((out / "annotations" / f"{split}.json").read_text())
         assert len(coco["images"]) == n == report["counts"][split]["images"]
-        assert all((out / img["file_name"]).is_file() for img in coco["images"])
+        assert all((out / "images" / split / img["file_name"]).is_file() for img in coco["images"])
 
 
 def test_main_rejects_bad_params_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

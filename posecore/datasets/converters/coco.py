@@ -216,10 +216,10 @@ def convert_coco(spec: SourceSpec, meta: DatasetMeta) -> list[RawSplit]:
 
 @register_converter("synthetic", default_meta="coco")
 def convert_synthetic(spec: SourceSpec, meta: DatasetMeta) -> list[RawSplit]:
-    """The dataset written by ``stages/synth.py``: ``file_name`` is relative to ``data.root``."""
+    """The dataset written by ``stages/synth.py``: COCO's layout with ``images/<split>/`` folders."""
     return parse_coco_layout(
         spec,
         meta,
         {"train": "annotations/train.json", "val": "annotations/val.json"},
-        {"train": ".", "val": "."},
+        {"train": "images/train", "val": "images/val"},
     )

@@ -216,8 +216,8 @@ def test_synthetic_default_layout(tmp_path: Path) -> None:
     for split, n in (("train", 3), ("val", 2)):
         images = []
         for i in range(n):
-            name = f"images/{split}/{i:06d}.jpg"
-            _image(root / name)
+            name = f"{i:06d}.jpg"  # relative to images/<split>/, as stages/synth.py writes it
+            _image(root / "images" / split / name)
             images.append({"id": i + 1, "file_name": name, "width": 64, "height": 48})
         anns = [_person(10 + i, i + 1) for i in range(n)]
         _write(root / "annotations" / f"{split}.json", {"images": images, "annotations": anns})
@@ -225,8 +225,8 @@ def test_synthetic_default_layout(tmp_path: Path) -> None:
     report = convert(SourceSpec(source="synthetic", root=str(root)), tmp_path / "out")
     assert report.counts == {"train": {"images": 3, "annotations": 3}, "val": {"images": 2, "annotations": 2}}
     gt = load_split(tmp_path / "out", "val")
-    assert gt.dataset["images"][0]["file_name"] == "val/images/val/000000.jpg"
-    assert (tmp_path / "out" / "images" / "val" / "images" / "val" / "000000.jpg").is_file()
+    assert gt.dataset["images"][0]["file_name"] == "val/000000.jpg"
+    assert (tmp_path / "out" / "images" / "val" / "000000.jpg").is_file()
 
 
 def test_multi_category_file_keeps_categories_with_the_meta_keypoint_count(tmp_path: Path) -> None:
