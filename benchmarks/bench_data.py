@@ -85,6 +85,7 @@ def direct(instances: list, meta, codec, input_size: tuple[int, int], rng: np.ra
 
 
 def cached(data: CachedTopdownData, n: int, batch: int, normalize: Normalize | None = None) -> float:
+    sync = torch.cuda.synchronize if data.device.type == "cuda" else (lambda: None)
     start = time.perf_counter()
     done = 0
     for i in range(0, n, batch):
@@ -93,6 +94,7 @@ def cached(data: CachedTopdownData, n: int, batch: int, normalize: Normalize | N
         if normalize is not None:
             normalize.inputs(out)
         done += len(idx)
+    sync()
     return done / (time.perf_counter() - start)
 
 
@@ -104,6 +106,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per path (best one counts)")
     parser.add_argument("--input", default="192x256", help="model input WxH")
     parser.add_argument("--codec", default="msra_heatmap", choices=["msra_heatmap", "simcc"])
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the cached path warps and encodes (e.g. cuda; the direct path stays on the CPU)",
+    )
     args = parser.parse_args()
     w, h = (int(v) for v in args.input.split("x"))
     codec = (
@@ -121,7 +128,11 @@ def main() -> None:
         meta = load_meta(converted / "meta.yaml")
         instances = list(CocoPoseDataset(converted, "train").instances)[: args.samples]
         split = open_cache(cache_dir)["train"]
-        data = CachedTopdownData(split, topdown_train_pipeline(meta, codec, normalize=None, keep_uint8=True))
+        data = CachedTopdownData(
+            split,
+            topdown_train_pipeline(meta, codec, normalize=None, keep_uint8=True),
+            device=torch.device(args.device),
+        )
         n = min(args.samples, len(split))
         # Steady state, as from the second epoch of training on: one untimed pass of each path
         # (files and shards in the page cache, thread pools started), then the best of --repeats.
@@ -137,7 +148,7 @@ def main() -> None:
             rates = [[path() for path in paths] for _ in range(args.repeats + 1)][1:]
             results[threads] = [max(column) for column in zip(*rates, strict=True)]
     print(
-        f"data: {args.data}, {n} training instances, input {w}x{h}, codec {args.codec}, "
+        f"data: {args.data}, {n} training instances, input {w}x{h}, codec {args.codec}, cached on {args.device}, "
         f"best of {args.repeats} passes after a warm-up pass; samples/s per process"
     )
     print(
