@@ -109,20 +109,16 @@ class SimCC(Codec):
             keep = (vis >= 0.5) & in_reach(mu, (3 * sx, 3 * sy), self.label_size)
             x = gaussian_1d(mu[..., 0], wx, sx)
             y = gaussian_1d(mu[..., 1], wy, sy)
-            if self.normalize:  # folded into the keep factor below: one pass over the labels
-                fx = keep / (sx * math.sqrt(2 * math.pi))
-                fy = keep / (sy * math.sqrt(2 * math.pi))
-                return {
-                    "simcc_x": x.mul_(fx[..., None]),
-                    "simcc_y": y.mul_(fy[..., None]),
-                    "keypoint_weights": vis * keep,
-                }
+            # The normalisation rides on the keep factor: one pass over the labels.
+            norm = (sx * math.sqrt(2 * math.pi), sy * math.sqrt(2 * math.pi)) if self.normalize else (1.0, 1.0)
         else:
             limit = torch.tensor(self.label_size, device=mu.device, dtype=mu.dtype)
             keep = (vis >= 0.5) & ((mu >= 0) & (mu < limit)).all(dim=-1)
             x = self._one_hot(mu[..., 0], wx)
             y = self._one_hot(mu[..., 1], wy)
-        return {"simcc_x": x.mul_(keep[..., None]), "simcc_y": y.mul_(keep[..., None]), "keypoint_weights": vis * keep}
+            norm = (1.0, 1.0)
+        fx, fy = (keep / n for n in norm)
+        return {"simcc_x": x.mul_(fx[..., None]), "simcc_y": y.mul_(fy[..., None]), "keypoint_weights": vis * keep}
 
     def _one_hot(self, mu: Tensor, size: int) -> Tensor:
         grid = torch.arange(size, device=mu.device, dtype=mu.dtype)

@@ -337,18 +337,18 @@ class CacheSplit:
             return arrays[name]
         raise AttributeError(name)
 
+    def _views(self, indices: Sequence[int] | np.ndarray) -> list[np.ndarray]:
+        size = self._shard_size
+        return [self._shards[int(i) // size][int(i) % size] for i in np.asarray(indices, dtype=np.int64)]
+
     def images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        idx = np.asarray(indices, dtype=np.int64)
-        first = self._shards[0]
-        out = np.empty((len(idx), *first.shape[1:]), dtype=np.uint8)
-        for j, i in enumerate(idx):
-            out[j] = self._shards[i // self._shard_size][i % self._shard_size]
-        return out
+        """The images at ``indices``, stacked: (B, H, W, 3) uint8 (a copy)."""
+        views = self._views(indices)
+        return np.stack(views) if views else np.empty((0, *self._shards[0].shape[1:]), dtype=np.uint8)
 
     def image_views(self, indices: Sequence[int] | np.ndarray) -> ImageList:
         """The images at ``indices`` as read-only views into the memory-mapped shards (no copy)."""
-        size = self._shard_size
-        return ImageList([self._shards[int(i) // size][int(i) % size] for i in np.asarray(indices, dtype=np.int64)])
+        return ImageList(self._views(indices))
 
     def targets(self, indices: Sequence[int] | np.ndarray) -> dict[str, Tensor]:
         """Val only: the stored encoded targets for ``indices``."""

@@ -173,7 +173,7 @@ class ImageList:
 
     For sources that already sit in memory, such as views into the target-encoding cache's
     memory-mapped shards: stacking them into one (B, C, H, W) tensor would copy every pixel
-    once more, while the warp reads only the part of each image it samples. Before
+    once more before the warp reads it. Before
     ``TopdownAffine`` it stands in for the images tensor: ``shape`` is (B, C, H, W),
     ``device`` the CPU and ``dtype`` uint8.
     """
@@ -228,7 +228,7 @@ def warp_images(
     b, c, src_h, src_w = images.shape
     w, h = output_size
     uint8_out = keep_uint8 and images.dtype == torch.uint8
-    if isinstance(images, ImageList) and m.device.type != "cpu":
+    if isinstance(images, ImageList) and (m.device.type != "cpu" or c > 4):
         images = images.to_tensor().to(m.device)
     if isinstance(images, ImageList) or (images.device.type == "cpu" and images.dtype == torch.uint8 and c <= 4):
         hwc = images.arrays if isinstance(images, ImageList) else images.permute(0, 2, 3, 1).numpy()
@@ -254,7 +254,7 @@ def warp_images(
     return out.round_().clamp_(0, 255).to(torch.uint8) if uint8_out else out
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (threads, pool)
 
 
 def _run_split(fn: Callable[[int], None], n: int) -> None:
@@ -269,16 +269,16 @@ def _run_split(fn: Callable[[int], None], n: int) -> None:
         for i in range(n):
             fn(i)
         return
-    if _POOL is None or _POOL._max_workers != threads:  # noqa: SLF001 - resize when the thread count changes
+    if _POOL is None or _POOL[0] != threads:  # resized when the thread count changes
         if _POOL is not None:
-            _POOL.shutdown(wait=False)
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="posecore-warp")
+            _POOL[1].shutdown(wait=False)
+        _POOL = (threads, ThreadPoolExecutor(max_workers=threads, thread_name_prefix="posecore-warp"))
 
     def share(start: int) -> None:
         for i in range(start, n, threads):
             fn(i)
 
-    list(_POOL.map(share, range(threads)))
+    list(_POOL[1].map(share, range(threads)))
 
 
 def _warp_images_cv2(hwc: Sequence[np.ndarray] | np.ndarray, m: Tensor, output_size: tuple[int, int]) -> Tensor:

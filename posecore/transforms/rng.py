@@ -13,6 +13,8 @@ transform's) and asks for ``n`` numbers per sample: ``rng.uniform(keys, stream, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -23,6 +25,8 @@ _MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
 _SALT = 0x85EBCA6B  # keeps an all-zero input from hashing to zero
 
+T = TypeVar("T", Tensor, int)
+
 
 def _mul32(x: Tensor, c: int) -> Tensor:
     """(x * c) mod 2**32 for 0 <= x < 2**32 without int64 overflow (16-bit limbs)."""
@@ -31,12 +35,19 @@ def _mul32(x: Tensor, c: int) -> Tensor:
     return (lo + (hi << 16)) & _MASK32
 
 
-def _mix32(x: Tensor) -> Tensor:
-    """A 32-bit avalanche hash (the "lowbias32" constants of C. Wellons' hash-prospector)."""
+def _mul32_int(x: int, c: int) -> int:
+    return (x * c) & _MASK32
+
+
+def _mix32(x: T, mul: Callable[[T, int], T] = _mul32) -> T:
+    """A 32-bit avalanche hash (the "lowbias32" constants of C. Wellons' hash-prospector).
+
+    On int64 tensors, or on Python ints with ``mul=_mul32_int``: the same numbers either way.
+    """
     x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
+    x = mul(x, 0x7FEB352D)
     x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
+    x = mul(x, 0x846CA68B)
     return x ^ (x >> 16)
 
 
@@ -45,13 +56,8 @@ def _absorb(state: Tensor, word: Tensor | int) -> Tensor:
 
 
 def _absorb_int(state: int, word: int) -> int:
-    """:func:`_absorb` on Python ints: the same hash, without a tensor op per step."""
-    x = (state ^ word ^ _SALT) & _MASK32
-    x ^= x >> 16
-    x = (x * 0x7FEB352D) & _MASK32
-    x ^= x >> 15
-    x = (x * 0x846CA68B) & _MASK32
-    return x ^ (x >> 16)
+    """:func:`_absorb` on Python ints, for the scalar prefix: no tensor op per step."""
+    return _mix32((state ^ word ^ _SALT) & _MASK32, _mul32_int)
 
 
 def _words(value: int) -> tuple[int, int]:
