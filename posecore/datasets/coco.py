@@ -32,7 +32,6 @@ there as a dummy; zeros make it impossible to mistake them for labels).
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,12 +41,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from posecore.datasets.detections import read_detection_results
 from posecore.datasets.validation import DataValidationError, Problem
 from posecore.metainfo import DatasetMeta, load_meta
 
 Mode = Literal["topdown", "bottomup"]
 PERSON_CATEGORY = 1
-_DET_KEYS = ("image_id", "category_id", "bbox", "score")
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,73 +308,25 @@ class CocoPoseDataset:
         )
 
     def _load_detections(self, det_file: Path, score_thr: float) -> list[PoseInstance]:
-        if not det_file.is_file():
-            raise FileNotFoundError(f"detection file {det_file} does not exist")
-        file = str(det_file)
-        try:
-            dets = json.loads(det_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise DataValidationError([Problem(file, "file", "-", f"not valid JSON: {exc}")]) from exc
-        if not isinstance(dets, list):
-            raise DataValidationError(
-                [
-                    Problem(
-                        file,
-                        "file",
-                        "-",
-                        f"must be a JSON list of {{{', '.join(_DET_KEYS)}}} records, got {type(dets).__name__}",
-                    )
-                ]
-            )
-        problems: list[Problem] = []
-        for i, det in enumerate(dets):
-            rec = f"detection[{i}]"
-            if not isinstance(det, dict):
-                problems.append(Problem(file, rec, "-", f"must be a mapping with keys {', '.join(_DET_KEYS)}"))
-                continue
-            for key in _DET_KEYS:
-                if key not in det:
-                    problems.append(Problem(file, rec, key, "is missing"))
-            bbox = det.get("bbox")
-            if "bbox" in det and not (
-                isinstance(bbox, list)
-                and len(bbox) == 4
-                and all(_finite(v) for v in bbox)
-                and bbox[2] >= 0
-                and bbox[3] >= 0
-            ):
-                problems.append(
-                    Problem(file, rec, "bbox", f"must be [x, y, w, h] with finite numbers and w, h >= 0, got {bbox!r}")
-                )
-            if "score" in det and not _finite(det["score"]):
-                problems.append(Problem(file, rec, "score", f"must be a finite number, got {det['score']!r}"))
-            if "image_id" in det and det["image_id"] not in self._image_by_id:
-                problems.append(
-                    Problem(
-                        file,
-                        rec,
-                        "image_id",
-                        f"image {det['image_id']!r} is not in split {self.split!r} ({self.ann_file})",
-                    )
-                )
-        if problems:
-            raise DataValidationError(
-                problems, hint="Fix the detection file; it must be COCO detection results for this split."
-            )
-
+        dets = read_detection_results(
+            det_file,
+            self._image_by_id,
+            unknown_image=lambda i: f"image {i!r} is not in split {self.split!r} ({self.ann_file})",
+            hint="Fix the detection file; it must be COCO detection results for this split.",
+        )
         k = self.meta.num_keypoints
         instances: list[PoseInstance] = []
         det_id = 0
         for det in dets:
-            if det["category_id"] != PERSON_CATEGORY:
+            if det.category_id != PERSON_CATEGORY:
                 self.dropped["not_person"] += 1
                 continue
             det_id += 1
-            if det["score"] < score_thr:
+            if det.score < score_thr:
                 self.dropped["below_score_thr"] += 1
                 continue
-            image = self._image_by_id[det["image_id"]]
-            x, y, w, h = (float(v) for v in det["bbox"])
+            image = self._image_by_id[det.image_id]
+            x, y, w, h = det.bbox
             instances.append(
                 PoseInstance(
                     image_path=self._path(image),
@@ -384,7 +335,7 @@ class CocoPoseDataset:
                     image_width=int(image["width"]),
                     image_height=int(image["height"]),
                     bbox=np.array([x, y, x + w, y + h], dtype=np.float32),
-                    bbox_score=float(det["score"]),
+                    bbox_score=det.score,
                     keypoints=np.zeros((k, 2), np.float32),
                     keypoints_visible=np.zeros(k, np.float32),
                     area=w * h,
@@ -429,7 +380,3 @@ class CocoPoseDataset:
 
     def __repr__(self) -> str:
         return f"CocoPoseDataset({str(self.root)!r}, split={self.split!r}, mode={self.mode!r}, {len(self)} samples)"
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -32,6 +32,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from posecore.datasets.detections import read_detection_results
 from posecore.datasets.validation import DataValidationError, Problem
 
 __all__ = ["DetectionFile", "Detections", "OnnxDetector", "image_key", "match_image_ids", "whole_image"]
@@ -64,10 +65,6 @@ def image_key(path: str | Path) -> int | str:
     return int(stem) if stem.isdigit() else stem
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
-
-
 class DetectionFile:
     """Boxes per image from a COCO detection-results file (see the module docstring).
 
@@ -89,40 +86,21 @@ class DetectionFile:
     ) -> None:
         self.path = Path(det_file)
         self._ids = match_image_ids(images, image_list)
-        records = _read_json_list(self.path)
         by_id = {v: k for k, v in self._ids.items()}
-        file = str(self.path)
-        problems: list[Problem] = []
+        records = read_detection_results(
+            self.path,
+            by_id,
+            unknown_image=None if allow_extra else lambda i: f"image {i!r} is not among the input images{self._how()}",
+            required=("image_id", "bbox", "score"),
+            hint="Fix the detection file or pass the images it was made for.",
+        )
         boxes: dict[Any, list[tuple[list[float], float]]] = {}
-        for i, rec in enumerate(records):
-            where = f"record[{i}]"
-            if not isinstance(rec, Mapping):
-                problems.append(Problem(file, where, "-", "must be {image_id, category_id, bbox, score}"))
+        for rec in records:
+            if (rec.category_id if rec.category_id is not None else category_id) != category_id:
                 continue
-            missing = [k for k in ("image_id", "bbox", "score") if k not in rec]
-            for key in missing:
-                problems.append(Problem(file, where, key, "is missing"))
-            bbox = rec.get("bbox")
-            if "bbox" in rec and not (
-                isinstance(bbox, list) and len(bbox) == 4 and all(_finite(v) for v in bbox) and min(bbox[2:]) >= 0
-            ):
-                problems.append(
-                    Problem(file, where, "bbox", f"must be [x, y, w, h] finite with w, h >= 0, got {bbox!r}")
-                )
-            if "score" in rec and not _finite(rec["score"]):
-                problems.append(Problem(file, where, "score", f"must be a finite number, got {rec['score']!r}"))
-            image_id = rec.get("image_id")
-            if "image_id" in rec and image_id not in by_id and not allow_extra:
-                problems.append(
-                    Problem(file, where, "image_id", f"image {image_id!r} is not among the input images{self._how()}")
-                )
-            if problems or image_id not in by_id:
+            if rec.score < score_thr:
                 continue
-            if rec.get("category_id", category_id) != category_id or rec["score"] < score_thr:
-                continue
-            boxes.setdefault(by_id[image_id], []).append(([float(v) for v in bbox], float(rec["score"])))
-        if problems:
-            raise DataValidationError(problems, hint="Fix the detection file or pass the images it was made for.")
+            boxes.setdefault(by_id[rec.image_id], []).append((list(rec.bbox), rec.score))
         self._boxes = boxes
 
     def _how(self) -> str:
@@ -140,20 +118,6 @@ class DetectionFile:
         xywh = np.array([b for b, _ in entries], dtype=np.float64)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         return Detections(boxes, np.array([s for _, s in entries], dtype=np.float64))
-
-
-def _read_json_list(path: Path) -> list[Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"detection file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataValidationError([Problem(str(path), "file", "-", f"not valid JSON: {exc}")]) from exc
-    if not isinstance(data, list):
-        raise DataValidationError(
-            [Problem(str(path), "file", "-", f"must be a JSON list of detections, got {type(data).__name__}")]
-        )
-    return data
 
 
 def match_image_ids(images: Sequence[str | Path], image_list: str | Path | None) -> dict[str, Any]:

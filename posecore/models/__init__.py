@@ -14,7 +14,7 @@ Contracts (shapes for a batch of B crops of size H x W):
   summed by the trainer).
 - Loss: ``nn.Module``; ``forward(pred, target, weights (B, K)) -> scalar Tensor``.
 
-Each kind has a registry in ``posecore.models.registry`` (``BACKBONES``, ``NECKS``, ``HEADS``,
+Each kind has a registry in ``posecore.models.builders`` (``BACKBONES``, ``NECKS``, ``HEADS``,
 ``LOSSES``). To add a component, decorate its builder with ``@BACKBONES.register("name")`` in a
 module of the matching sub-package and import that module in the sub-package's ``__init__``;
 registry-driven tests then build it and run forward and backward.

@@ -26,7 +26,7 @@ import posecore.models.necks  # noqa: F401
 from posecore.codecs import Codec, build_codec
 from posecore.metainfo import DatasetMeta
 from posecore.models.flip import average_flip, flip_outputs
-from posecore.models.registry import BACKBONES, HEADS, NECKS
+from posecore.models.builders import BACKBONES, HEADS, NECKS
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 

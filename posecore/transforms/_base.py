@@ -9,6 +9,8 @@ from typing import Any, Literal, NotRequired, Protocol, TypedDict, TypeVar
 
 from torch import Tensor
 
+from posecore._registry import Registry
+
 from .rng import KeyedRNG
 
 __all__ = [
@@ -129,8 +131,13 @@ class Compose:
 
 T = TypeVar("T", bound=type)
 
-_TRANSFORMS: dict[str, type] = {}
-_KINDS: dict[str, tuple[BatchKind, ...]] = {}
+
+def _check_transform(name: str, cls: Any) -> None:
+    if not dataclasses.is_dataclass(cls) or not callable(cls):
+        raise TypeError(f"@register_transform({name!r}) needs a dataclass with __call__(batch, rng), got {cls!r}")
+
+
+_TRANSFORMS: Registry[Transform] = Registry("transform", check=_check_transform)
 
 
 def register_transform(name: str, *, batches: tuple[BatchKind, ...] = ("topdown",)) -> Callable[[T], T]:
@@ -138,28 +145,18 @@ def register_transform(name: str, *, batches: tuple[BatchKind, ...] = ("topdown"
 
     ``batches`` says which batch layouts it accepts (the registry-driven tests run it on each).
     """
-
-    def wrap(cls: T) -> T:
-        if not dataclasses.is_dataclass(cls) or not callable(cls):
-            raise TypeError(f"@register_transform({name!r}) needs a dataclass with __call__(batch, rng), got {cls!r}")
-        if name in _TRANSFORMS and _TRANSFORMS[name] is not cls:
-            raise ValueError(f"transform name {name!r} is already taken by {_TRANSFORMS[name].__qualname__}")
-        _TRANSFORMS[name] = cls
-        _KINDS[name] = tuple(batches)
-        return cls
-
-    return wrap
+    return _TRANSFORMS.register(name, batches=tuple(batches))
 
 
 def available_transforms(batch: BatchKind | None = None) -> tuple[str, ...]:
     """Registered transform names, sorted; only those accepting ``batch`` layout when given."""
-    return tuple(sorted(n for n in _TRANSFORMS if batch is None or batch in _KINDS[n]))
+    return tuple(n for n in _TRANSFORMS if batch is None or batch in _TRANSFORMS.info(n)["batches"])
 
 
 def transform_batch_kinds(name: str) -> tuple[BatchKind, ...]:
     """The batch layouts the transform registered as ``name`` accepts."""
     _lookup(name)
-    return _KINDS[name]
+    return _TRANSFORMS.info(name)["batches"]
 
 
 def transform_fields(name: str) -> tuple[str, ...]:
@@ -168,12 +165,9 @@ def transform_fields(name: str) -> tuple[str, ...]:
 
 
 def _lookup(name: str) -> type:
-    try:
-        return _TRANSFORMS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown transform {name!r}; available transforms: {', '.join(available_transforms())}"
-        ) from None
+    if name not in _TRANSFORMS:
+        raise ValueError(f"unknown transform {name!r}; available transforms: {', '.join(available_transforms())}")
+    return _TRANSFORMS.get(name)  # type: ignore[return-value]
 
 
 def build_transform(name: str, **kwargs: Any) -> Transform:

@@ -126,10 +126,10 @@ def test_bad_detection_records_name_file_record_and_field(tmp_path: Path) -> Non
     with pytest.raises(DataValidationError) as exc:
         DetectionFile(det, images)
     text = str(exc.value)
-    assert f"{det}: record[1]: field 'image_id': image 999 is not among the input images" in text
-    assert f"{det}: record[2]: field 'bbox'" in text
-    assert f"{det}: record[3]: field 'score': is missing" in text
-    with pytest.raises(DataValidationError, match=r"record\[2\]: field 'bbox'"):
+    assert f"{det}: detection[1]: field 'image_id': image 999 is not among the input images" in text
+    assert f"{det}: detection[2]: field 'bbox'" in text
+    assert f"{det}: detection[3]: field 'score': is missing" in text
+    with pytest.raises(DataValidationError, match=r"detection\[2\]: field 'bbox'"):
         DetectionFile(det, images, allow_extra=True)  # other images' records skipped; bad ones still fail
     det.write_text(json.dumps(json.loads(det.read_text())[:2]))
     source = DetectionFile(det, images, allow_extra=True)

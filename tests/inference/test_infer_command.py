@@ -167,7 +167,7 @@ def test_bad_inputs_exit_2_naming_the_file(
     det = tmp_path / "det.json"
     det.write_text(json.dumps([{"image_id": 2, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 1.0}]))
     code, err = _run(["infer", "--model", model, "--input", str(images), "--det", str(det), "--out", out], capsys)
-    assert code == 2 and f"{det}: record[0]: field 'image_id': image 2 is not among the input images" in err
+    assert code == 2 and f"{det}: detection[0]: field 'image_id': image 2 is not among the input images" in err
 
     (images / "000000000003.jpg").write_bytes(b"not a jpeg")
     code, err = _run(["infer", "--model", model, "--input", str(images), "--out", out], capsys)

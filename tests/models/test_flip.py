@@ -17,7 +17,7 @@ import torch
 
 from posecore.codecs import build_codec
 from posecore.models.flip import average_flip, flip_outputs
-from posecore.models.registry import HEADS
+from posecore.models.builders import HEADS
 
 
 def _load_recipes():

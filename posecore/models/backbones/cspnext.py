@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from posecore.models.backbones._common import ConvBNAct, StagedBackbone, finish
-from posecore.models.registry import BACKBONES
+from posecore.models.builders import BACKBONES
 
 ConvBNSiLU = functools.partial(ConvBNAct, act=nn.SiLU, bn_eps=1e-3, bn_momentum=0.03)
 

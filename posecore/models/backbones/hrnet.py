@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from posecore.models.backbones._common import Backbone, check_out_indices, finish
-from posecore.models.registry import BACKBONES
+from posecore.models.builders import BACKBONES
 
 
 @dataclass(frozen=True)

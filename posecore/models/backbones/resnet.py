@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from posecore.models.backbones._common import StagedBackbone, finish
-from posecore.models.registry import BACKBONES
+from posecore.models.builders import BACKBONES
 
 
 class ResNetBackbone(StagedBackbone):

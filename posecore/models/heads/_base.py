@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 import posecore.models.losses  # noqa: F401  (registers the losses the heads default to)
 from posecore.codecs.base import Codec
-from posecore.models.registry import LOSSES
+from posecore.models.builders import LOSSES
 
 
 def _positive_int(owner: str, name: str, value: object, hint: str = "") -> int:

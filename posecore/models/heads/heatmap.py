@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from torch import Tensor, nn
 
 from posecore.codecs.base import Codec
-from posecore.models.registry import HEADS
+from posecore.models.builders import HEADS
 
 from ._base import PoseHead, build_loss, init_like_mmpose, make_conv_layers, make_deconv_layers
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from posecore.codecs.base import Codec
-from posecore.models.registry import HEADS
+from posecore.models.builders import HEADS
 
 from ._base import PoseHead, build_loss, init_like_mmpose
 

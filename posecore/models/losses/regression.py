@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from posecore.models.registry import LOSSES
+from posecore.models.builders import LOSSES
 
 from ._utils import check_pair
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from posecore.models.backbones._common import check_out_indices
-from posecore.models.registry import NECKS
+from posecore.models.builders import NECKS
 
 
 class FeatureMapProcessor(nn.Module):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from posecore.models.backbones._common import check_out_indices
-from posecore.models.registry import NECKS
+from posecore.models.builders import NECKS
 
 
 class FPN(nn.Module):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from posecore.models.registry import NECKS
+from posecore.models.builders import NECKS
 
 
 class GlobalAveragePooling(nn.Module):

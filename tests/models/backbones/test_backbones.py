@@ -21,7 +21,7 @@ from posecore.models.backbones._common import Backbone
 from posecore.models.backbones.cspnext import SPPFBottleneck
 from posecore.models.backbones.efficientnet_lite import Conv2dSame
 from posecore.models.pretrained import WEIGHTS, PretrainedWeights, PretrainedWeightsError, load_pretrained
-from posecore.models.registry import BACKBONES
+from posecore.models.builders import BACKBONES
 
 BATCH, HEIGHT, WIDTH = 2, 64, 48
 

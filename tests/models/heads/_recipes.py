@@ -16,7 +16,7 @@ from torch import nn
 import posecore.models.heads  # noqa: F401  (registers the heads)
 from posecore.codecs import build_codec
 from posecore.codecs.base import Codec
-from posecore.models.registry import HEADS
+from posecore.models.builders import HEADS
 
 INPUT_SIZE = (48, 64)  # (W, H)
 HEATMAP_SIZE = (12, 16)

@@ -13,7 +13,7 @@ import torch
 
 from posecore.codecs import build_codec
 from posecore.models.heads import PoseHead
-from posecore.models.registry import HEADS, LOSSES
+from posecore.models.builders import HEADS, LOSSES
 
 
 def _load_recipes():

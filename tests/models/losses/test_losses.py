@@ -10,7 +10,7 @@ import torch
 
 import posecore.models.losses  # noqa: F401  (registers the losses)
 from posecore.models.losses import RealNVP
-from posecore.models.registry import LOSSES
+from posecore.models.builders import LOSSES
 
 B, K = 2, 4
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import posecore.models.necks  # noqa: F401  (registers the necks)
-from posecore.models.registry import NECKS
+from posecore.models.builders import NECKS
 
 #: A ResNet-18-like pyramid for a 64 x 48 crop: channels, strides, and feature sizes (H, W).
 IN_CHANNELS = (16, 24, 32, 40)

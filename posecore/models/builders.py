@@ -1,4 +1,4 @@
-"""The model component registries (see ``posecore/models/__init__.py`` for the contracts)."""
+"""The model component builders: one registry per kind of part (see ``posecore/models/__init__.py`` for the contracts)."""
 
 from __future__ import annotations
 
