@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from posecore.config import Params, SynthParams
-from posecore.datasets.synthetic import generate
+from posecore.config import Params
+from posecore.datasets.synthetic import SynthParams, generate
 from stages._cli import stage_main
 
 
