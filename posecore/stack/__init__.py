@@ -14,26 +14,24 @@ Components: ``seaweedfs`` (S3 on ``s3_port``, the bucket created at start), ``ml
 need no S3 credentials), ``prefect`` (server on ``prefect_port``, a process work pool
 and one worker whose flow runs see :func:`env` including the S3 key pair).
 
-To add a service: write a ``_spawn_<name>`` returning :func:`_process.spawn`'s record,
-add it to ``SERVICES``/``COMPONENTS`` in ``_stack.py``, and give it a readiness check
-in ``up`` and ``_healthy``.
+Each service is one module (``seaweedfs``, ``mlflow_server``, ``prefect_server``,
+``prefect_worker``) with a :class:`posecore.stack.service.Service`; ``_stack.py`` starts,
+checks and stops them in ``SERVICES`` order. To add a service, see :mod:`posecore.stack.service`.
 """
 
 from posecore.stack._stack import (
     COMPONENTS,
     SERVICES,
     ServiceStatus,
-    StackConfig,
-    StackError,
     StackStatus,
-    credentials,
     down,
     env,
     format_exports,
-    state_dir,
     status,
     up,
 )
+from posecore.stack.seaweedfs import credentials
+from posecore.stack.service import StackConfig, StackError, state_dir
 
 __all__ = [
     "COMPONENTS",
