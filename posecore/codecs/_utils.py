@@ -4,6 +4,12 @@ Everything works on batched tensors (N, K, ...) on any device. Formulas and conv
 MMPose 1.x (``mmpose/codecs/utils``): the blur kernels are OpenCV's ``getGaussianKernel(ks, 0)``,
 the argmax marks locations whose value is <= 0 as -1, and the refinements (quarter-pixel
 shift, DARK, DARK-UDP, SimCC-DARK) use the same finite differences.
+
+Each piece a decode uses has its NumPy twin (``*_numpy``) right below it, for the codecs'
+``decode_numpy`` in the torch-free bundle runtime; the twins are written for float64 inputs
+and ``tests/codecs/test_decode_numpy.py`` checks each codec's two decodes against each other.
+Torch is imported lazily, so the NumPy half runs without it. The module is longer than our
+~400 lines because the twins stay side by side: a change to one shows the other.
 """
 
 from __future__ import annotations
@@ -11,10 +17,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+import numpy as np
+
+from posecore._lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor
+else:
+    torch = lazy_import("torch")
+    F = lazy_import("torch.nn.functional")
 
 # OpenCV uses these fixed kernels for ksize <= 7 when sigma <= 0 (imgproc/src/smooth.dispatch.cpp).
 _CV2_SMALL_KERNELS: dict[int, tuple[float, ...]] = {
@@ -68,11 +83,11 @@ def check_encode_inputs(owner: str, keypoints: Tensor, visible: Tensor) -> tuple
     A keypoint with a non-finite coordinate (NaN is a common "missing" marker) becomes an
     invisible keypoint at (0, 0), so that it cannot leak NaN into the targets.
     """
-    if not isinstance(keypoints, Tensor) or keypoints.ndim != 3 or keypoints.shape[-1] != 2:
-        shape = tuple(keypoints.shape) if isinstance(keypoints, Tensor) else type(keypoints).__name__
+    if not isinstance(keypoints, torch.Tensor) or keypoints.ndim != 3 or keypoints.shape[-1] != 2:
+        shape = tuple(keypoints.shape) if isinstance(keypoints, torch.Tensor) else type(keypoints).__name__
         raise ValueError(f"{owner}.encode: keypoints must be a tensor (N, K, 2) in input pixels; got {shape}")
-    if not isinstance(visible, Tensor) or tuple(visible.shape) != tuple(keypoints.shape[:2]):
-        shape = tuple(visible.shape) if isinstance(visible, Tensor) else type(visible).__name__
+    if not isinstance(visible, torch.Tensor) or tuple(visible.shape) != tuple(keypoints.shape[:2]):
+        shape = tuple(visible.shape) if isinstance(visible, torch.Tensor) else type(visible).__name__
         raise ValueError(
             f"{owner}.encode: visible must be a tensor (N, K) = {tuple(keypoints.shape[:2])} matching keypoints; "
             f"got {shape}"
@@ -93,6 +108,23 @@ def get_output(owner: str, outputs: Mapping[str, Tensor], key: str, trailing: tu
         want = ", ".join(["N", "K", *("?" if e is None else str(e) for e in trailing)])
         raise ValueError(f"{owner}.decode: {key!r} must have shape ({want}); got {tuple(t.shape)}")
     return t.to(compute_dtype(t))
+
+
+def get_output_numpy(
+    owner: str, outputs: Mapping[str, np.ndarray], key: str, trailing: tuple[int | None, ...]
+) -> np.ndarray:
+    """outputs[key] checked to be (N, K, *trailing) (None = any size), as float64 (see ``Codec.decode_numpy``).
+
+    A missing output is a ValueError here: in the runtime it means the bundle's model does not fit its codec.
+    """
+    if key not in outputs:
+        raise ValueError(f"{owner} needs model output {key!r}; the model gives {sorted(outputs)}")
+    t = np.asarray(outputs[key])
+    ok = t.ndim == 2 + len(trailing) and all(e is None or s == e for s, e in zip(t.shape[2:], trailing, strict=True))
+    if not ok:
+        want = ", ".join(["N", "K", *("?" if e is None else str(e) for e in trailing)])
+        raise ValueError(f"{owner}: output {key!r} must have shape ({want}); got {t.shape}")
+    return t.astype(np.float64, copy=False)
 
 
 # --------------------------------------------------------------------------- gaussians
@@ -144,27 +176,37 @@ def _cv2_kernel_values(ksize: int) -> tuple[float, ...]:
 
 
 @lru_cache(maxsize=64)
-def _blur_matrix(n: int, ksize: int, border: str) -> Tensor:
+def _blur_matrix64(n: int, ksize: int, border: str) -> np.ndarray:
     """(n, n) float64 matrix B with (x @ B.T)[i] = sum_t k[t] x[i + t - ksize // 2], borders per ``border``.
 
     A banded matrix turns the blur into one GEMM, far faster than a 1-channel conv on the CPU.
+    Read-only: it is cached and shared.
     """
-    k = _cv2_kernel_values(ksize)
-    i = torch.arange(n)
-    out = torch.zeros(n, n, dtype=torch.float64)
-    for t, tap in enumerate(k):
+    out = np.zeros((n, n), dtype=np.float64)
+    i = np.arange(n)
+    for t, tap in enumerate(_cv2_kernel_values(ksize)):
         j = i + t - ksize // 2
         if border == "reflect":  # BORDER_REFLECT_101: -1 -> 1, n -> n - 2
-            j = j.abs()
-            j = torch.where(j > n - 1, 2 * (n - 1) - j, j)
+            j = np.abs(j)
+            j = np.where(j > n - 1, 2 * (n - 1) - j, j)
         keep = (j >= 0) & (j < n)
-        out.index_put_((i[keep], j[keep]), torch.full((int(keep.sum()),), tap, dtype=torch.float64), accumulate=True)
+        np.add.at(out, (i[keep], j[keep]), tap)
+    out.setflags(write=False)
     return out
+
+
+@lru_cache(maxsize=64)
+def _blur_matrix(n: int, ksize: int, border: str) -> Tensor:
+    return torch.tensor(_blur_matrix64(n, ksize, border))  # a copy: torch wants writable memory
 
 
 def blur_matrix(n: int, ksize: int, border: str, like: Tensor) -> Tensor:
     """The (n, n) blur matrix of :func:`gaussian_blur` on ``like``'s device and dtype."""
     return _blur_matrix(n, ksize, border).to(device=like.device, dtype=like.dtype)
+
+
+def blur_matrix_numpy(n: int, ksize: int, border: str, dtype: np.dtype) -> np.ndarray:
+    return _blur_matrix64(n, ksize, border).astype(dtype)
 
 
 def gaussian_blur(maps: Tensor, ksize: int, border: str = "zero") -> Tensor:
@@ -178,9 +220,18 @@ def gaussian_blur(maps: Tensor, ksize: int, border: str = "zero") -> Tensor:
     return blur_matrix(h, ksize, border, maps) @ (maps @ blur_matrix(w, ksize, border, maps).T)
 
 
+def gaussian_blur_numpy(maps: np.ndarray, ksize: int, border: str = "zero") -> np.ndarray:
+    h, w = maps.shape[-2:]
+    return blur_matrix_numpy(h, ksize, border, maps.dtype) @ (maps @ blur_matrix_numpy(w, ksize, border, maps.dtype).T)
+
+
 def gaussian_blur1d(seq: Tensor, ksize: int) -> Tensor:
     """The blur inside MMPose's ``gaussian_blur1d`` on (..., L): zero-padded 1-D OpenCV kernel."""
     return seq @ blur_matrix(seq.shape[-1], ksize, "zero", seq).T
+
+
+def gaussian_blur1d_numpy(seq: np.ndarray, ksize: int) -> np.ndarray:
+    return seq @ blur_matrix_numpy(seq.shape[-1], ksize, "zero", seq.dtype).T
 
 
 def max_ratio(original: Tensor, blurred: Tensor, dims: tuple[int, ...]) -> Tensor:
@@ -191,6 +242,12 @@ def max_ratio(original: Tensor, blurred: Tensor, dims: tuple[int, ...]) -> Tenso
     old = original.amax(dim=dims)
     new = blurred.amax(dim=dims)
     return torch.where(new != 0, old / torch.where(new != 0, new, 1), 1)
+
+
+def max_ratio_numpy(original: np.ndarray, blurred: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    old, new = original.max(axis=axes), blurred.max(axis=axes)
+    safe = np.where(new != 0, new, 1).astype(new.dtype)
+    return np.where(new != 0, old / safe, 1).astype(new.dtype)
 
 
 # --------------------------------------------------------------------------- argmax
@@ -204,6 +261,15 @@ def heatmap_argmax(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where((vals > 0)[..., None], locs, -1), vals
 
 
+def heatmap_argmax_numpy(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = heatmaps.shape[-1]
+    flat = heatmaps.reshape(*heatmaps.shape[:2], -1)
+    idx = flat.argmax(axis=-1)
+    vals = np.take_along_axis(flat, idx[..., None], -1)[..., 0]
+    locs = np.stack((idx % w, idx // w), axis=-1).astype(heatmaps.dtype)
+    return np.where((vals > 0)[..., None], locs, -1).astype(heatmaps.dtype), vals
+
+
 def simcc_argmax(simcc_x: Tensor, simcc_y: Tensor) -> tuple[Tensor, Tensor]:
     """(N, K, Wx), (N, K, Wy) -> locations (N, K, 2) in bins and score min(max_x, max_y); -1 where score <= 0."""
     vx, ix = simcc_x.max(dim=-1)
@@ -211,6 +277,15 @@ def simcc_argmax(simcc_x: Tensor, simcc_y: Tensor) -> tuple[Tensor, Tensor]:
     vals = torch.minimum(vx, vy)
     locs = torch.stack((ix, iy), dim=-1).to(simcc_x.dtype)
     return torch.where((vals > 0)[..., None], locs, -1), vals
+
+
+def simcc_argmax_numpy(simcc_x: np.ndarray, simcc_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ix, iy = simcc_x.argmax(-1), simcc_y.argmax(-1)
+    vals = np.minimum(
+        np.take_along_axis(simcc_x, ix[..., None], -1)[..., 0], np.take_along_axis(simcc_y, iy[..., None], -1)[..., 0]
+    )
+    locs = np.stack((ix, iy), axis=-1).astype(simcc_x.dtype)
+    return np.where((vals > 0)[..., None], locs, -1).astype(simcc_x.dtype), vals
 
 
 # --------------------------------------------------------------------------- refinements
@@ -240,6 +315,27 @@ def _log_sampler(heatmaps: Tensor, locs: Tensor, ksize: int, lo: float, hi: floa
     return lambda dx, dy: (f(dx, dy) * ratio).clamp(lo, hi).log()
 
 
+def _sampler_numpy(maps: np.ndarray, x: np.ndarray, y: np.ndarray) -> Callable[[int, int], np.ndarray]:
+    h, w = maps.shape[-2:]
+    flat = maps.reshape(*maps.shape[:2], -1)
+
+    def f(dx: int, dy: int) -> np.ndarray:
+        xi = np.clip(x + dx, 0, w - 1)
+        yi = np.clip(y + dy, 0, h - 1)
+        return np.take_along_axis(flat, (yi * w + xi)[..., None], -1)[..., 0]
+
+    return f
+
+
+def _log_sampler_numpy(
+    heatmaps: np.ndarray, locs: np.ndarray, ksize: int, lo: float, hi: float
+) -> Callable[[int, int], np.ndarray]:
+    blurred = gaussian_blur_numpy(heatmaps, ksize)
+    ratio = max_ratio_numpy(heatmaps, blurred, (-2, -1))
+    f = _sampler_numpy(blurred, locs[..., 0].astype(np.int64), locs[..., 1].astype(np.int64))
+    return lambda dx, dy: np.log(np.clip(f(dx, dy) * ratio, lo, hi))
+
+
 def refine_quarter(locs: Tensor, heatmaps: Tensor) -> Tensor:
     """MMPose ``refine_keypoints``: move 0.25 px from the argmax toward the higher neighbour, per axis."""
     h, w = heatmaps.shape[-2:]
@@ -251,6 +347,17 @@ def refine_quarter(locs: Tensor, heatmaps: Tensor) -> Tensor:
     dx = torch.where(ok_x, f(1, 0) - f(-1, 0), 0)
     dy = torch.where(ok_y, f(0, 1) - f(0, -1), 0)
     return locs + 0.25 * torch.stack((torch.sign(dx), torch.sign(dy)), dim=-1)
+
+
+def refine_quarter_numpy(locs: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
+    h, w = heatmaps.shape[-2:]
+    x, y = locs[..., 0].astype(np.int64), locs[..., 1].astype(np.int64)
+    f = _sampler_numpy(heatmaps, x, y)
+    ok_x = (x > 1) & (x < w - 1) & (y > 0) & (y < h)
+    ok_y = (y > 1) & (y < h - 1) & (x > 0) & (x < w)
+    dx = np.where(ok_x, f(1, 0) - f(-1, 0), 0)
+    dy = np.where(ok_y, f(0, 1) - f(0, -1), 0)
+    return locs + (0.25 * np.stack((np.sign(dx), np.sign(dy)), axis=-1)).astype(locs.dtype)
 
 
 def refine_dark(locs: Tensor, heatmaps: Tensor, blur_kernel_size: int) -> Tensor:
@@ -272,6 +379,23 @@ def refine_dark(locs: Tensor, heatmaps: Tensor, blur_kernel_size: int) -> Tensor
     return locs + torch.where(ok[..., None], torch.stack((off_x, off_y), dim=-1), 0)
 
 
+def refine_dark_numpy(locs: np.ndarray, heatmaps: np.ndarray, blur_kernel_size: int) -> np.ndarray:
+    h, w = heatmaps.shape[-2:]
+    f = _log_sampler_numpy(heatmaps, locs, blur_kernel_size, 1e-10, math.inf)
+    x, y = locs[..., 0], locs[..., 1]
+    c = f(0, 0)
+    dx = 0.5 * (f(1, 0) - f(-1, 0))
+    dy = 0.5 * (f(0, 1) - f(0, -1))
+    dxx = 0.25 * (f(2, 0) - 2 * c + f(-2, 0))
+    dyy = 0.25 * (f(0, 2) - 2 * c + f(0, -2))
+    dxy = 0.25 * (f(1, 1) - f(1, -1) - f(-1, 1) + f(-1, -1))
+    det = dxx * dyy - dxy**2
+    ok = (x > 1) & (x < w - 2) & (y > 1) & (y < h - 2) & (det != 0)
+    det = np.where(ok, det, 1).astype(det.dtype)
+    off = np.stack((-(dyy * dx - dxy * dy) / det, -(dxx * dy - dxy * dx) / det), axis=-1)
+    return locs + np.where(ok[..., None], off, 0).astype(locs.dtype)
+
+
 def refine_dark_udp(locs: Tensor, heatmaps: Tensor, blur_kernel_size: int) -> Tensor:
     """MMPose ``refine_keypoints_dark_udp``: DARK with a clipped log, edge padding and 1-px differences."""
     f = _log_sampler(heatmaps, locs, blur_kernel_size, 1e-3, 50.0)
@@ -291,6 +415,24 @@ def refine_dark_udp(locs: Tensor, heatmaps: Tensor, blur_kernel_size: int) -> Te
     return locs - torch.where(ok[..., None], step, 0)
 
 
+def refine_dark_udp_numpy(locs: np.ndarray, heatmaps: np.ndarray, blur_kernel_size: int) -> np.ndarray:
+    f = _log_sampler_numpy(heatmaps, locs, blur_kernel_size, 1e-3, 50.0)
+    i = f(0, 0)
+    ix1, ix1_ = f(1, 0), f(-1, 0)
+    iy1, iy1_ = f(0, 1), f(0, -1)
+    dx = 0.5 * (ix1 - ix1_)
+    dy = 0.5 * (iy1 - iy1_)
+    eps = np.finfo(np.float32).eps
+    dxx = ix1 - 2 * i + ix1_ + eps
+    dyy = iy1 - 2 * i + iy1_ + eps
+    dxy = 0.5 * (f(1, 1) - ix1 - iy1 + 2 * i - ix1_ - iy1_ + f(-1, -1))
+    det = dxx * dyy - dxy**2
+    ok = det != 0
+    det = np.where(ok, det, 1).astype(det.dtype)
+    step = np.stack(((dyy * dx - dxy * dy) / det, (dxx * dy - dxy * dx) / det), axis=-1)
+    return locs - np.where(ok[..., None], step, 0).astype(locs.dtype)
+
+
 def refine_simcc_dark(locs: Tensor, simcc: Tensor, blur_kernel_size: int) -> Tensor:
     """MMPose ``refine_simcc_dark`` on one axis: locs (N, K) in bins, simcc (N, K, L) -> refined (N, K)."""
     n = simcc.shape[-1]
@@ -301,6 +443,21 @@ def refine_simcc_dark(locs: Tensor, simcc: Tensor, blur_kernel_size: int) -> Ten
     def f(d: int) -> Tensor:
         tap = blurred.gather(-1, (px + d).clamp(0, n - 1).unsqueeze(-1)).squeeze(-1)
         return (tap * ratio).clamp(1e-3, 50.0).log()
+
+    dx = 0.5 * (f(1) - f(-1))
+    dxx = 1e-9 + 0.25 * (f(2) - 2 * f(0) + f(-2))
+    return locs - dx / dxx
+
+
+def refine_simcc_dark_numpy(locs: np.ndarray, simcc: np.ndarray, blur_kernel_size: int) -> np.ndarray:
+    n = simcc.shape[-1]
+    blurred = gaussian_blur1d_numpy(simcc, blur_kernel_size)
+    ratio = max_ratio_numpy(simcc, blurred, (-1,))
+    px = np.trunc(locs + 2.5).astype(np.int64) - 2
+
+    def f(d: int) -> np.ndarray:
+        tap = np.take_along_axis(blurred, np.clip(px + d, 0, n - 1)[..., None], -1)[..., 0]
+        return np.log(np.clip(tap * ratio, 1e-3, 50.0))
 
     dx = 0.5 * (f(1) - f(-1))
     dxx = 1e-9 + 0.25 * (f(2) - 2 * f(0) + f(-2))

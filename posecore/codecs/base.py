@@ -7,8 +7,13 @@ A codec is a frozen dataclass: its fields are its typed configuration, checked i
 To add a codec: subclass :class:`Codec` as a ``@dataclass(frozen=True)``, set ``target_keys``,
 implement ``encode``/``decode``/``target_shapes``, decorate the class with
 ``@register_codec("my_codec")`` and import its module at the bottom of
-``posecore/codecs/__init__.py``. The registry-driven tests in ``tests/codecs/test_codecs.py``
-then ask for a default-kwargs entry for it.
+``posecore/codecs/__init__.py``. Implement ``decode_numpy`` too, with the NumPy twins of the
+helpers in ``_utils.py``: the bundle runtime decodes with it, without torch. The registry-driven
+tests in ``tests/codecs/test_codecs.py`` then ask for a default-kwargs entry for it, and
+``tests/codecs/test_decode_numpy.py`` for a variant whose ``decode_numpy`` it compares with ``decode``.
+
+Codec modules import torch lazily (:func:`posecore._lazy.lazy_import`), so that
+:func:`numpy_decoder` and every ``decode_numpy`` run where torch is not installed.
 """
 
 from __future__ import annotations
@@ -16,11 +21,19 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from torch import Tensor
+import numpy as np
 
-__all__ = ["Codec", "available_codecs", "build_codec", "codec_class", "register_codec"]
+from posecore._registry import Registry
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+__all__ = ["Codec", "NumpyDecoder", "available_codecs", "build_codec", "codec_class", "numpy_decoder", "register_codec"]
+
+#: outputs (keyed like the codec's targets, NumPy arrays) -> keypoints (N, K, 2), scores (N, K), float32.
+NumpyDecoder = Callable[[Mapping[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
 
 
 class Codec(ABC):
@@ -30,12 +43,19 @@ class Codec(ABC):
         -> targets dict[str, Tensor], float32, always with "keypoint_weights" (N, K).
     decode: outputs dict[str, Tensor] keyed like the targets (extra keys are ignored)
         -> keypoints (N, K, 2) float32 in input-image pixels, scores (N, K) float32.
+    decode_numpy: the same with NumPy arrays in and out, for the torch-free bundle runtime.
 
-    Both are batched over instances, vectorised and run on the device of their inputs.
+    All are batched over instances and vectorised; encode and decode run on the device of their
+    inputs. ``decode_numpy`` computes in float64 whatever the outputs' dtype (it costs nothing
+    next to the network): the Newton steps of DARK divide by the maps' curvature, and on flat
+    maps float32 rounding alone moves a keypoint by up to ~1e-3 px. It equals ``decode`` fed the
+    same outputs as float64.
     """
 
     #: Keys of the tensors the head predicts and a loss compares against ``encode``'s targets.
     target_keys: ClassVar[tuple[str, ...]]
+    #: Whether the targets pair with the UDP crop (``TopdownAffine(use_udp=True)``).
+    use_udp: ClassVar[bool] = False
 
     @abstractmethod
     def encode(self, keypoints: Tensor, visible: Tensor) -> dict[str, Tensor]:
@@ -45,6 +65,14 @@ class Codec(ABC):
     def decode(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """outputs (``target_keys``, batched over N) -> keypoints (N, K, 2), scores (N, K)."""
 
+    def decode_numpy(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``decode`` in NumPy (float64 inside): outputs -> keypoints (N, K, 2), scores (N, K), float32.
+
+        Not abstract, so that a stand-in codec in a test needs none; every registered codec has one
+        (``tests/codecs/test_decode_numpy.py``), or its models cannot run as bundles.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no decode_numpy, so its bundles cannot be decoded")
+
     @abstractmethod
     def target_shapes(self, num_keypoints: int) -> dict[str, tuple[int, ...]]:
         """Per-instance shape of each target in ``target_keys`` (the batch dimension left out)."""
@@ -52,26 +80,23 @@ class Codec(ABC):
 
 C = TypeVar("C", bound=type[Codec])
 
-_CODECS: dict[str, type[Codec]] = {}
+
+def _check_codec(name: str, cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Codec) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"@register_codec({name!r}) needs a dataclass subclassing Codec, got {cls!r}")
+
+
+_CODECS: Registry[Codec] = Registry("codec", check=_check_codec)
 
 
 def register_codec(name: str) -> Callable[[C], C]:
     """Class decorator: make a frozen-dataclass :class:`Codec` buildable as ``build_codec(name)``."""
-
-    def wrap(cls: C) -> C:
-        if not (isinstance(cls, type) and issubclass(cls, Codec) and dataclasses.is_dataclass(cls)):
-            raise TypeError(f"@register_codec({name!r}) needs a dataclass subclassing Codec, got {cls!r}")
-        if name in _CODECS and _CODECS[name] is not cls:
-            raise ValueError(f"codec name {name!r} is already taken by {_CODECS[name].__qualname__}")
-        _CODECS[name] = cls
-        return cls
-
-    return wrap
+    return _CODECS.register(name)
 
 
 def available_codecs() -> tuple[str, ...]:
     """Registered codec names, sorted."""
-    return tuple(sorted(_CODECS))
+    return tuple(_CODECS.names())
 
 
 def build_codec(name: str, **kwargs: object) -> Codec:
@@ -80,28 +105,30 @@ def build_codec(name: str, **kwargs: object) -> Codec:
     Raises ValueError for an unknown name (listing the available ones), for an unknown keyword
     (listing the codec's fields) and for a missing required field.
     """
-    try:
-        cls = _CODECS[name]
-    except KeyError:
-        raise ValueError(f"unknown codec {name!r}; available codecs: {', '.join(available_codecs())}") from None
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(kwargs) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"codec {name!r} ({cls.__name__}) has no field(s) {', '.join(unknown)}; its fields are: {', '.join(fields)}"
-        )
-    missing = [
-        f.name
-        for f in fields.values()
-        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ValueError(f"codec {name!r} ({cls.__name__}) needs field(s) {', '.join(missing)}")
-    return cls(**kwargs)
+    return _CODECS.build(name, **kwargs)
 
 
 def codec_class(name: str) -> type[Codec]:
     """The class registered as ``name``."""
-    if name not in _CODECS:
-        raise ValueError(f"unknown codec {name!r}; available codecs: {', '.join(available_codecs())}")
-    return _CODECS[name]
+    return _CODECS.get(name)  # type: ignore[return-value]
+
+
+def numpy_decoder(config: Mapping[str, Any], input_size: tuple[int, int] | None = None) -> NumpyDecoder:
+    """A bundle's codec config ``{"name": ..., <the codec's fields>}`` -> the codec's ``decode_numpy``.
+
+    ``input_size`` (W, H) overrides ``config["input_size"]``; JSON lists become tuples. Keys that
+    are not fields of the codec are ignored (a bundle written by another version may carry
+    them). Raises ValueError for an unknown codec name (listing the known ones) or a config
+    without the fields the codec needs.
+    """
+    if not isinstance(config, Mapping) or not isinstance(config.get("name"), str):
+        raise ValueError(f"codec config must be a mapping with a 'name'; got {config!r}")
+    name = config["name"]
+    if name not in _CODECS or codec_class(name).decode_numpy is Codec.decode_numpy:
+        known = [n for n in available_codecs() if codec_class(n).decode_numpy is not Codec.decode_numpy]
+        raise ValueError(f"no numpy decoder for codec {name!r}; available: {', '.join(known)}")
+    fields = {f.name for f in dataclasses.fields(codec_class(name)) if f.init}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in fields}
+    if input_size is not None:
+        kwargs["input_size"] = tuple(input_size)
+    return build_codec(name, **kwargs).decode_numpy

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import Tensor
+import numpy as np
 
 from .base import Codec, register_codec
 from .msra_heatmap import MSRAHeatmap
 from .regression import Regression
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 @register_codec("integral_regression")
@@ -72,3 +75,7 @@ class IntegralRegression(Codec):
     def decode(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """{"coords": (N, K, 2)} -> keypoints (N, K, 2) in input pixels, scores (N, K) of ones."""
         return self.coord_codec.decode({"coords": outputs["coords"]} if "coords" in outputs else outputs)
+
+    def decode_numpy(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``decode`` in NumPy: {"coords": (N, K, 2)} -> keypoints (N, K, 2), scores (N, K) of ones, float32."""
+        return self.coord_codec.decode_numpy({"coords": outputs["coords"]} if "coords" in outputs else outputs)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from torch import Tensor
+import numpy as np
+
+from posecore._lazy import lazy_import
 
 from ._utils import (
     check_blur_kernel,
@@ -16,12 +17,22 @@ from ._utils import (
     check_size,
     gaussian_1d,
     get_output,
+    get_output_numpy,
     heatmap_argmax,
+    heatmap_argmax_numpy,
     in_reach,
     refine_dark,
+    refine_dark_numpy,
     refine_quarter,
+    refine_quarter_numpy,
 )
 from .base import Codec, register_codec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    torch = lazy_import("torch")
 
 
 @register_codec("msra_heatmap")
@@ -65,10 +76,12 @@ class MSRAHeatmap(Codec):
         )
         check_blur_kernel(name, "blur_kernel_size", self.blur_kernel_size)
 
+    def _ratio(self) -> list[float]:
+        return [i / h for i, h in zip(self.input_size, self.heatmap_size, strict=True)]
+
     def _scale(self, like: Tensor) -> Tensor:
         # MMPose keeps input/heatmap as float32.
-        ratio = [i / h for i, h in zip(self.input_size, self.heatmap_size, strict=True)]
-        return torch.tensor(ratio, dtype=torch.float32).to(device=like.device, dtype=like.dtype)
+        return torch.tensor(self._ratio(), dtype=torch.float32).to(device=like.device, dtype=like.dtype)
 
     def target_shapes(self, num_keypoints: int) -> dict[str, tuple[int, ...]]:
         w, h = self.heatmap_size
@@ -111,3 +124,15 @@ class MSRAHeatmap(Codec):
         else:
             locs = refine_quarter(locs, heatmaps)
         return (locs * self._scale(locs)).float(), scores.float()
+
+    def decode_numpy(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``decode`` in NumPy: {"heatmaps": (N, K, H, W)} -> keypoints (N, K, 2), scores (N, K), float32."""
+        w, h = self.heatmap_size
+        heatmaps = get_output_numpy(type(self).__name__, outputs, "heatmaps", (h, w))
+        locs, scores = heatmap_argmax_numpy(heatmaps)
+        if self.use_dark:
+            locs = refine_dark_numpy(locs, heatmaps, self.blur_kernel_size)
+        else:
+            locs = refine_quarter_numpy(locs, heatmaps)
+        scale = np.array(self._ratio(), dtype=np.float32).astype(locs.dtype)  # float32, as in decode
+        return (locs * scale).astype(np.float32), scores.astype(np.float32)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from torch import Tensor
+import numpy as np
 
-from ._utils import check_encode_inputs, check_size, get_output
+from posecore._lazy import lazy_import
+
+from ._utils import check_encode_inputs, check_size, get_output, get_output_numpy
 from .base import Codec, register_codec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    torch = lazy_import("torch")
 
 
 @register_codec("regression")
@@ -54,3 +61,14 @@ class Regression(Codec):
         else:
             scores = coords.new_ones(coords.shape[:2])
         return (coords * self._size(coords)).float(), scores.float()
+
+    def decode_numpy(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``decode`` in NumPy: {"coords"[, "sigmas"]} -> keypoints (N, K, 2), scores (N, K), float32."""
+        name = type(self).__name__
+        coords = get_output_numpy(name, outputs, "coords", (2,))
+        if "sigmas" in outputs:
+            scores = (1 - get_output_numpy(name, outputs, "sigmas", (2,))).mean(axis=-1)
+        else:
+            scores = np.ones(coords.shape[:2], dtype=coords.dtype)
+        size = np.asarray(self.input_size, dtype=coords.dtype)
+        return (coords * size).astype(np.float32), scores.astype(np.float32)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
-from torch import Tensor
+import numpy as np
+
+from posecore._lazy import lazy_import
 
 from ._utils import (
     check_encode_inputs,
@@ -16,12 +17,21 @@ from ._utils import (
     check_size,
     gaussian_1d,
     get_output,
+    get_output_numpy,
     in_reach,
     refine_simcc_dark,
+    refine_simcc_dark_numpy,
     simcc_argmax,
+    simcc_argmax_numpy,
     simcc_blur_kernel,
 )
 from .base import Codec, register_codec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    torch = lazy_import("torch")
 
 
 @register_codec("simcc")
@@ -135,6 +145,20 @@ class SimCC(Codec):
             y = refine_simcc_dark(locs[..., 1], simcc_y, simcc_blur_kernel(sy))
             locs = torch.stack((x, y), dim=-1)
         return (locs / self.split_ratio).float(), scores.float()
+
+    def decode_numpy(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``decode`` in NumPy: {"simcc_x", "simcc_y"} -> keypoints (N, K, 2), scores (N, K), float32."""
+        wx, wy = self.label_size
+        name = type(self).__name__
+        simcc_x = get_output_numpy(name, outputs, "simcc_x", (wx,))
+        simcc_y = get_output_numpy(name, outputs, "simcc_y", (wy,))
+        locs, scores = simcc_argmax_numpy(simcc_x, simcc_y)
+        if self.use_dark:
+            sx, sy = self.sigma
+            x = refine_simcc_dark_numpy(locs[..., 0], simcc_x, simcc_blur_kernel(sx))
+            y = refine_simcc_dark_numpy(locs[..., 1], simcc_y, simcc_blur_kernel(sy))
+            locs = np.stack((x, y), axis=-1)
+        return (locs / np.asarray(self.split_ratio, dtype=locs.dtype)).astype(np.float32), scores.astype(np.float32)
 
     def decode_visibility(self, outputs: Mapping[str, Tensor]) -> Tensor:
         """{"simcc_x", "simcc_y"} -> visibility (N, K) in [0, 1], as MMPose's ``decode_visibility``.

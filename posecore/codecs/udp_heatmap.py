@@ -4,25 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
-from torch import Tensor
+import numpy as np
+
+from posecore._lazy import lazy_import
 
 from ._utils import (
     blur_matrix,
+    blur_matrix_numpy,
     check_blur_kernel,
     check_encode_inputs,
     check_positive,
     check_size,
     gaussian_1d,
     gaussian_blur,
+    gaussian_blur_numpy,
     get_output,
+    get_output_numpy,
     heatmap_argmax,
+    heatmap_argmax_numpy,
     in_reach,
     refine_dark_udp,
+    refine_dark_udp_numpy,
 )
 from .base import Codec, register_codec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    torch = lazy_import("torch")
 
 
 @register_codec("udp_heatmap")
@@ -92,10 +104,12 @@ class UDPHeatmap(Codec):
                 f"and a reflected border; lower blur_kernel_size below min(heatmap_size) = {min(self.heatmap_size)}"
             )
 
+    def _ratio(self) -> list[float]:
+        return [(i - 1) / (h - 1) for i, h in zip(self.input_size, self.heatmap_size, strict=True)]
+
     def _scale(self, like: Tensor) -> Tensor:
         # MMPose keeps (input - 1) / (heatmap - 1) as float32.
-        ratio = [(i - 1) / (h - 1) for i, h in zip(self.input_size, self.heatmap_size, strict=True)]
-        return torch.tensor(ratio, dtype=torch.float32).to(device=like.device, dtype=like.dtype)
+        return torch.tensor(self._ratio(), dtype=torch.float32).to(device=like.device, dtype=like.dtype)
 
     @property
     def num_channels_per_keypoint(self) -> int:
@@ -170,3 +184,27 @@ class UDPHeatmap(Codec):
             picked = ((window * bh[:, :, None, :, None]).sum(-2) * bw[:, :, None]).sum(-1)  # (N, K, 2)
             locs = locs + picked * (self.radius_factor * max(w, h))
         return (locs * self._scale(locs)).float(), scores.float()
+
+    def decode_numpy(self, outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """``decode`` in NumPy: {"heatmaps": (N, K or 3K, H, W)} -> keypoints (N, K, 2), scores (N, K), float32."""
+        w, h = self.heatmap_size
+        heatmaps = get_output_numpy(type(self).__name__, outputs, "heatmaps", (h, w))
+        if self.heatmap_type == "gaussian":
+            locs, scores = heatmap_argmax_numpy(heatmaps)
+            locs = refine_dark_udp_numpy(locs, heatmaps, self.blur_kernel_size)
+        else:
+            n, c = heatmaps.shape[:2]
+            if c % 3:
+                raise ValueError(f"{type(self).__name__}: combined heatmaps need 3K channels; got {c}")
+            maps = heatmaps.reshape(n, c // 3, 3, h, w)
+            disc = gaussian_blur_numpy(maps[:, :, 0], 2 * self.blur_kernel_size + 1, border="reflect")
+            locs, scores = heatmap_argmax_numpy(disc)
+            # The offsets blurred at the argmax only: full rows of the blur matrices, an einsum.
+            x = np.maximum(locs[..., 0].astype(np.int64), 0)
+            y = np.maximum(locs[..., 1].astype(np.int64), 0)
+            bw = blur_matrix_numpy(w, self.blur_kernel_size, "reflect", locs.dtype)[x]  # (N, K, W)
+            bh = blur_matrix_numpy(h, self.blur_kernel_size, "reflect", locs.dtype)[y]  # (N, K, H)
+            picked = np.einsum("nkh,nkchw,nkw->nkc", bh, maps[:, :, 1:], bw)
+            locs = locs + picked * np.asarray(self.radius_factor * max(w, h), dtype=locs.dtype)
+        scale = np.array(self._ratio(), dtype=np.float32).astype(locs.dtype)  # float32, as in decode
+        return (locs * scale).astype(np.float32), scores.astype(np.float32)

@@ -1,8 +1,9 @@
 """Inference without training machinery: run an exported bundle (or a checkpoint) on images and videos.
 
 The runtime path imports no torch: :class:`BundleModel` runs ``model.onnx`` on onnxruntime and
-decodes with numpy (:mod:`.decode`, :mod:`.flip`, :mod:`.geometry` mirror the torch codecs, flip
-rules and crop warp). :func:`load_model` also accepts a training checkpoint folder and returns a
+decodes with numpy, through the NumPy twins that live beside the torch code: each codec's
+``decode_numpy`` (:mod:`posecore.codecs`), the flip rules (:mod:`posecore.models.flip`) and the
+crop warp (:mod:`posecore.transforms.geometry`). :func:`load_model` also accepts a training checkpoint folder and returns a
 ``TorchModel`` (importing torch only then). :mod:`.pipeline` does top-down inference on images
 and videos with boxes from :mod:`.detection` and identities from :mod:`.tracking`; the
 ``posecore infer`` command wraps it.
@@ -14,8 +15,9 @@ and videos with boxes from :mod:`.detection` and identities from :mod:`.tracking
 from posecore.export.bundle import BundleError, BundleInfo
 from posecore.inference.detection import DetectionFile, Detections, OnnxDetector, whole_image
 from posecore.inference.info import ModelInfo
+from posecore.inference.model import PoseModel
 from posecore.inference.pipeline import PosePrediction, infer_images, infer_video, predict_poses
-from posecore.inference.runtime import BundleModel, PoseModel, load_model
+from posecore.inference.runtime import BundleModel, load_model
 from posecore.inference.tracking import PoseTracker
 
 __all__ = [

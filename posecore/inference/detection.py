@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from posecore.datasets.detections import read_detection_results
-from posecore.datasets.validation import DataValidationError, Problem
+from posecore.validation import DataValidationError, Problem
 
 __all__ = ["DetectionFile", "Detections", "OnnxDetector", "image_key", "match_image_ids", "whole_image"]
 

@@ -8,13 +8,13 @@ exactly when the codec's is (``udp_heatmap``), as in training.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from posecore.codecs import codec_class, numpy_decoder
 from posecore.export.bundle import BundleInfo
-from posecore.inference.decode import build_decoder
 from posecore.metainfo import DatasetMeta, Keypoint, SkeletonLink
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ModelInfo"]
@@ -88,7 +88,7 @@ class ModelInfo:
             keypoint_colors=tuple(meta.keypoint_colors),
             skeleton_colors=tuple(s.color for s in meta.skeleton),
             sigmas=tuple(meta.sigmas) if meta.sigmas else None,
-            use_udp=kwargs.pop("use_udp", build_decoder(codec, input_size).use_udp),
+            use_udp=kwargs.pop("use_udp", _use_udp(codec, input_size)),
             meta_name=meta.name,
             **kwargs,
         )
@@ -111,7 +111,13 @@ class ModelInfo:
             sigmas=tuple(float(v) for v in bundle.sigmas) or None,
             flip_test=bool(bundle.flip_test),
             shift_heatmap=bool(bundle.shift_heatmap),
-            use_udp=build_decoder(codec, bundle.input_size).use_udp,
+            use_udp=_use_udp(codec, bundle.input_size),
             meta_name=bundle.meta_name,
             provenance=dict(bundle.provenance),
         )
+
+
+def _use_udp(codec: Mapping[str, Any], input_size: Sequence[int]) -> bool:
+    """Whether the codec pairs with the UDP crop; raises ValueError when the runtime cannot decode ``codec``."""
+    numpy_decoder(codec, (int(input_size[0]), int(input_size[1])))
+    return codec_class(codec["name"]).use_udp

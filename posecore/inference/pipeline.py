@@ -22,7 +22,6 @@ Outputs (in ``out_dir``):
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +32,13 @@ import numpy as np
 
 from posecore.datasets.coco import load_image
 from posecore.inference.detection import Detections, whole_image
-from posecore.inference.geometry import crop_boxes, invert_affine, transform_points
-from posecore.inference.runtime import PoseModel
+from posecore.inference.model import PoseModel
 from posecore.inference.tracking import PoseTracker
 from posecore.io import atomic_write_json
+from posecore.progress import Progress
+from posecore.transforms.geometry import crop_boxes
+from posecore.transforms.geometry import invert_affine_numpy as invert_affine
+from posecore.transforms.geometry import transform_points_numpy as transform_points
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -149,12 +151,6 @@ def find_inputs(path: str | Path) -> tuple[str, list[Path]]:
     )
 
 
-def _progress(total: int | None, desc: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img" if desc == "images" else "frame", disable=not sys.stderr.isatty())
-
-
 def _check_out(out_dir: Path, inputs: Sequence[Path], names: Sequence[str]) -> None:
     sources = {p.resolve() for p in inputs}
     for name in names:
@@ -194,7 +190,7 @@ def infer_images(
     results: list[dict[str, Any]] = []
     images: list[dict[str, Any]] = []
     rendered = 0
-    with _progress(len(paths), "images") as bar:
+    with Progress("infer", total=len(paths), unit="img") as bar:
         for path in paths:
             image = load_image(path)
             dets = boxes(path, image) if boxes is not None else whole_image(image)
@@ -208,7 +204,7 @@ def infer_images(
                 if not cv2.imwrite(str(out_dir / path.name), cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
                     raise ValueError(f"cannot write the rendered image {out_dir / path.name}")
                 rendered += 1
-            bar.update(1)
+            bar.update(1, instances=len(results))
     atomic_write_json(out_dir / "images.json", {"images": images}, indent=1)
     target = atomic_write_json(out_dir / "results.json", results)
     return ImagesReport(target, len(paths), len(results), rendered)
@@ -266,7 +262,7 @@ def infer_video(
     size: tuple[int, int] | None = None
     n_inst = 0
     try:
-        with _progress(total, "frames") as bar:
+        with Progress("infer", total=total, unit="frame") as bar:
             while max_frames is None or len(frames) < max_frames:
                 ok, bgr = cap.read()
                 if not ok:
@@ -287,7 +283,7 @@ def infer_video(
                         if not writer.isOpened():
                             raise ValueError(f"cannot write the video {video_out} (OpenCV has no mp4v encoder?)")
                     writer.write(cv2.cvtColor(render_poses(frame, pred, model, kpt_thr), cv2.COLOR_RGB2BGR))
-                bar.update(1)
+                bar.update(1, instances=n_inst)
     finally:
         cap.release()
         if writer is not None:

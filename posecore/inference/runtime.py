@@ -1,43 +1,28 @@
 """Run an exported bundle with onnxruntime: crops in, keypoints out. Imports no torch.
 
 :class:`BundleModel` and :class:`posecore.inference.torch_model.TorchModel` share one interface
-(:class:`PoseModel`), so the top-down pipeline runs either; :func:`load_model` picks by what the
-folder holds (``model.onnx`` + ``bundle.json``, or ``best.pt`` + ``model.json`` + ``meta.yaml``).
+(:class:`posecore.inference.model.PoseModel`), so the top-down pipeline runs either; :func:`load_model`
+picks by what the folder holds (``model.onnx`` + ``bundle.json``, or ``best.pt`` + ``model.json`` +
+``meta.yaml``). Outputs are decoded by the codec's ``decode_numpy`` (:func:`posecore.codecs.numpy_decoder`)
+and flip-tested by :func:`posecore.models.flip.flip_outputs_numpy`, the NumPy twins of the torch code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from posecore.codecs import numpy_decoder
 from posecore.export.bundle import INFO_FILE, METADATA_KEY, MODEL_FILE, BundleError, BundleInfo
-from posecore.inference.decode import build_decoder
-from posecore.inference.flip import average_flip, flip_outputs
 from posecore.inference.info import ModelInfo
+from posecore.inference.model import normalize_crops
+from posecore.inference.torch_model import CHECKPOINT_FILES, TorchModel
+from posecore.models.flip import average_flip_numpy, flip_outputs_numpy
 
-__all__ = ["BundleModel", "PoseModel", "load_model", "normalize_crops"]
-
-
-class PoseModel(Protocol):
-    """A top-down pose model: crops (N, h, w, 3) uint8 RGB -> keypoints (N, K, 2) in crop px, scores (N, K)."""
-
-    info: ModelInfo
-
-    def predict_crops(self, crops: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-def normalize_crops(crops: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """crops (N, h, w, 3) uint8 RGB -> inputs (N, 3, h, w) float32, (x - mean) / std; checks the size."""
-    crops = np.asarray(crops)
-    w, h = info.input_size
-    if crops.ndim != 4 or crops.shape[1:] != (h, w, 3):
-        raise ValueError(f"crops must be (N, {h}, {w}, 3) RGB for this model's input size {w}x{h}; got {crops.shape}")
-    mean = np.asarray(info.mean, dtype=np.float32)
-    inv_std = 1.0 / np.asarray(info.std, dtype=np.float32)
-    return np.ascontiguousarray(((crops.astype(np.float32) - mean) * inv_std).transpose(0, 3, 1, 2))
+__all__ = ["BundleModel", "load_model"]
 
 
 def _default_providers() -> list[str]:
@@ -97,7 +82,7 @@ class BundleModel:
         self.path = onnx_path
         self.bundle = bundle
         self.info = ModelInfo.from_bundle(bundle)
-        self.decoder = build_decoder(self.info.codec, self.info.input_size)
+        self.decoder = numpy_decoder(self.info.codec, self.info.input_size)
         self.flip_test = self.info.flip_test if flip_test is None else bool(flip_test)
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != [bundle.input_name]:
@@ -126,8 +111,8 @@ class BundleModel:
         both = self.run(np.concatenate([inputs, inputs[..., ::-1]], axis=0))
         plain = {k: v[:n] for k, v in both.items()}
         mirrored = {k: v[n:] for k, v in both.items()}
-        back = flip_outputs(mirrored, self.info.flip_indices, self.info.shift_heatmap, self.info.input_size)
-        return average_flip(plain, back)
+        back = flip_outputs_numpy(mirrored, self.info.flip_indices, self.info.shift_heatmap, self.info.input_size)
+        return average_flip_numpy(plain, back)
 
     def predict_crops(
         self, crops: np.ndarray, batch_size: int = 32, flip_test: bool | None = None
@@ -155,7 +140,7 @@ def load_model(
     """A bundle folder (or .onnx file) -> :class:`BundleModel`; a training checkpoint folder -> ``TorchModel``.
 
     Raises FileNotFoundError listing what a bundle and a checkpoint folder must hold when ``path``
-    is neither. torch is imported only for a checkpoint folder.
+    is neither. torch is imported only for a checkpoint folder (when the ``TorchModel`` is built).
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".onnx":
@@ -164,8 +149,6 @@ def load_model(
         raise FileNotFoundError(f"model {path} does not exist (give a bundle folder or a checkpoint folder)")
     if (path / INFO_FILE).is_file():
         return BundleModel(path, providers=providers, flip_test=flip_test)
-    from posecore.inference.torch_model import CHECKPOINT_FILES, TorchModel
-
     if any((path / name).exists() for name in CHECKPOINT_FILES):
         return TorchModel(path, flip_test=flip_test, device=device)
     raise FileNotFoundError(

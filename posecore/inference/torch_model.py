@@ -1,4 +1,4 @@
-"""Run a training checkpoint folder (the train stage's output) with the :class:`PoseModel` interface.
+"""Run a training checkpoint folder (the train stage's output) with the :class:`~posecore.inference.model.PoseModel` interface.
 
 The folder holds ``best.pt`` (or ``latest.pt``), ``model.json`` and ``meta.yaml``, loaded by
 :func:`posecore.export.trained.load_trained`. torch is imported when a :class:`TorchModel` is
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from posecore.inference.info import ModelInfo
-from posecore.inference.runtime import normalize_crops
+from posecore.inference.model import normalize_crops
 
 __all__ = ["CHECKPOINT_FILES", "TorchModel"]
 

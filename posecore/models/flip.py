@@ -21,18 +21,68 @@ shift leaves it 1 / s right, and recovers MSRA's rounded targets exactly for key
 heatmap grid (x = s * i) - why MMPose shifts MSRA heatmaps and not UDP ones. SimCC with
 split_ratio r comes back r - 1 bins right ((r - 1) / r input pixels), which MMPose, and we,
 leave as it is.
+
+Each rule has its NumPy twin (:func:`flip_outputs_numpy`, :func:`average_flip_numpy`) for the
+torch-free bundle runtime; ``tests/models/test_flip.py`` checks them against each other key by
+key. torch is imported lazily, so the NumPy half runs without it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+import numpy as np
 
-__all__ = ["average_flip", "flip_outputs"]
+from posecore._lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    torch = lazy_import("torch")
+
+__all__ = ["average_flip", "average_flip_numpy", "flip_outputs", "flip_outputs_numpy"]
 
 _SWAP_ONLY = ("sigmas", "keypoint_weights", "simcc_y")
+
+
+def _checked_indices(flip_indices: Sequence[int]) -> list[int]:
+    indices = [int(i) for i in flip_indices]
+    k = len(indices)
+    if sorted(indices) != list(range(k)) or any(indices[j] != i for i, j in enumerate(indices)):
+        raise ValueError(
+            f"flip_indices must pair keypoints symmetrically (a permutation that is its own inverse); got {indices}"
+        )
+    return indices
+
+
+def _check_output(key: str, shape: tuple[int, ...], k: int) -> None:
+    """One output (a tensor's or an array's shape) against K keypoints and the known rules."""
+    if len(shape) < 2 or shape[1] not in (k, 3 * k) or (shape[1] == 3 * k and key != "heatmaps"):
+        raise ValueError(
+            f"flip_outputs: {key!r} has shape {shape}, expected (B, K = {k}, ...) to match "
+            "flip_indices (use the dataset meta the model was trained on)"
+        )
+    if key == "heatmaps" and len(shape) != 4:
+        raise ValueError(f"flip_outputs: 'heatmaps' must be (B, C, H, W); got {shape}")
+    if key == "coords" and (len(shape) != 3 or shape[-1] != 2):
+        raise ValueError(f"flip_outputs: 'coords' must be (B, K, 2); got {shape}")
+    if key not in ("heatmaps", "simcc_x", "coords", *_SWAP_ONLY):
+        raise ValueError(
+            f"flip_outputs does not know how to flip output {key!r}; known: heatmaps, simcc_x, coords, "
+            f"{', '.join(_SWAP_ONLY)} (run with flip test off, or add the rule for a new output kind, torch and "
+            "NumPy, in posecore/models/flip.py)"
+        )
+
+
+def _check_average(outputs: Mapping[str, object], flipped_back: Mapping[str, object]) -> None:
+    if set(outputs) != set(flipped_back):
+        raise ValueError(f"average_flip: keys differ: {sorted(outputs)} vs {sorted(flipped_back)}")
+    for key, value in outputs.items():
+        a, b = tuple(value.shape), tuple(flipped_back[key].shape)  # type: ignore[attr-defined]
+        if a != b:
+            raise ValueError(f"average_flip: {key!r} is {a} vs {b}")
 
 
 def flip_outputs(
@@ -46,41 +96,48 @@ def flip_outputs(
     ``flip_indices`` is ``DatasetMeta.flip_indices`` (length K); ``input_size`` (W, H) enables
     the 1 / W shift of normalised coords. Returns new tensors; the inputs are left untouched.
     """
-    indices = list(flip_indices)
-    k = len(indices)
-    if sorted(indices) != list(range(k)) or any(indices[j] != i for i, j in enumerate(indices)):
-        raise ValueError(
-            f"flip_indices must pair keypoints symmetrically (a permutation that is its own inverse); got {indices}"
-        )
+    indices = _checked_indices(flip_indices)
     index = None
     flipped: dict[str, Tensor] = {}
     for key, value in outputs.items():
+        _check_output(key, tuple(value.shape), len(indices))
         if index is None or index.device != value.device:
             index = torch.tensor(indices, device=value.device)
-        if value.ndim < 2 or value.shape[1] not in (k, 3 * k) or (value.shape[1] == 3 * k and key != "heatmaps"):
-            raise ValueError(
-                f"flip_outputs: {key!r} has shape {tuple(value.shape)}, expected (B, K = {k}, ...) to match "
-                "flip_indices (use the dataset meta the model was trained on)"
-            )
         if key == "heatmaps":
             flipped[key] = _flip_heatmaps(value, index, shift_heatmap)
         elif key == "simcc_x":
             flipped[key] = value.index_select(1, index).flip(-1)
         elif key == "coords":
             flipped[key] = _flip_coords(value, index, input_size)
-        elif key in _SWAP_ONLY:
-            flipped[key] = value.index_select(1, index)
         else:
-            raise ValueError(
-                f"flip_outputs does not know how to flip output {key!r}; known: heatmaps, simcc_x, coords, "
-                f"{', '.join(_SWAP_ONLY)} (add the rule for a new output kind in posecore/models/flip.py)"
-            )
+            flipped[key] = value.index_select(1, index)
     return flipped
 
 
+def flip_outputs_numpy(
+    outputs: Mapping[str, np.ndarray],
+    flip_indices: Sequence[int],
+    shift_heatmap: bool = False,
+    input_size: tuple[int, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`flip_outputs` on NumPy arrays (new arrays, same dtypes)."""
+    index = np.asarray(_checked_indices(flip_indices), dtype=np.int64)
+    back: dict[str, np.ndarray] = {}
+    for key, value in outputs.items():
+        value = np.asarray(value)
+        _check_output(key, value.shape, index.size)
+        if key == "heatmaps":
+            back[key] = _flip_heatmaps_numpy(value, index, shift_heatmap)
+        elif key == "simcc_x":
+            back[key] = value[:, index, ::-1]
+        elif key == "coords":
+            back[key] = _flip_coords_numpy(value, index, input_size)
+        else:
+            back[key] = value[:, index]
+    return back
+
+
 def _flip_heatmaps(heatmaps: Tensor, index: Tensor, shift: bool) -> Tensor:
-    if heatmaps.ndim != 4:
-        raise ValueError(f"flip_outputs: 'heatmaps' must be (B, C, H, W); got {tuple(heatmaps.shape)}")
     b, c, h, w = heatmaps.shape
     k = index.numel()
     if c == k:
@@ -94,23 +151,43 @@ def _flip_heatmaps(heatmaps: Tensor, index: Tensor, shift: bool) -> Tensor:
     return out
 
 
+def _flip_heatmaps_numpy(heatmaps: np.ndarray, index: np.ndarray, shift: bool) -> np.ndarray:
+    b, c, h, w = heatmaps.shape
+    k = index.size
+    if c == k:
+        out = heatmaps[:, index, :, ::-1]
+    else:
+        groups = heatmaps.reshape(b, k, 3, h, w)[:, index, :, :, ::-1]
+        sign = np.array([1.0, -1.0, 1.0], dtype=heatmaps.dtype).reshape(1, 1, 3, 1, 1)
+        out = (groups * sign).reshape(b, c, h, w)
+    if shift:
+        out = np.concatenate([out[..., :1], out[..., :-1]], axis=-1)
+    return np.ascontiguousarray(out)
+
+
 def _flip_coords(coords: Tensor, index: Tensor, input_size: tuple[int, int] | None) -> Tensor:
-    if coords.ndim != 3 or coords.shape[-1] != 2:
-        raise ValueError(f"flip_outputs: 'coords' must be (B, K, 2); got {tuple(coords.shape)}")
     x = 1.0 - coords[..., 0]
     if input_size is not None:
         x = x - 1.0 / input_size[0]
     return torch.stack((x, coords[..., 1]), dim=-1).index_select(1, index)
 
 
+def _flip_coords_numpy(coords: np.ndarray, index: np.ndarray, input_size: tuple[int, int] | None) -> np.ndarray:
+    x = 1.0 - coords[..., 0]
+    if input_size is not None:
+        x = x - 1.0 / input_size[0]
+    return np.stack((x, coords[..., 1]), axis=-1)[:, index].astype(coords.dtype)
+
+
 def average_flip(outputs: Mapping[str, Tensor], flipped_back: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """(outputs + flip_outputs(outputs of the flipped input)) / 2, key by key (same keys and shapes)."""
-    if set(outputs) != set(flipped_back):
-        raise ValueError(f"average_flip: keys differ: {sorted(outputs)} vs {sorted(flipped_back)}")
-    out = {}
-    for key, value in outputs.items():
-        other = flipped_back[key]
-        if value.shape != other.shape:
-            raise ValueError(f"average_flip: {key!r} is {tuple(value.shape)} vs {tuple(other.shape)}")
-        out[key] = (value + other) * 0.5
-    return out
+    _check_average(outputs, flipped_back)
+    return {key: (value + flipped_back[key]) * 0.5 for key, value in outputs.items()}
+
+
+def average_flip_numpy(
+    outputs: Mapping[str, np.ndarray], flipped_back: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """:func:`average_flip` on NumPy arrays (same dtypes)."""
+    _check_average(outputs, flipped_back)
+    return {key: (value + flipped_back[key]) * value.dtype.type(0.5) for key, value in outputs.items()}

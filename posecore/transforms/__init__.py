@@ -25,34 +25,45 @@ start its docstring with the shapes it reads and writes, decorate it with
 if random, give it a ``stream: int`` field no other transform uses and draw through
 ``rng.uniform(batch["keys"], self.stream, n)``. ``tests/transforms/test_registry.py`` then
 runs it on small batches of each listed layout automatically.
+
+The names below load on first use (PEP 562): the transform modules import torch, and the
+torch-free bundle runtime imports the NumPy crop geometry of :mod:`posecore.transforms.geometry`,
+which must not pull them in. The first name used loads every transform module, so the registry
+is complete, as with eager imports.
 """
 
-from ._base import (
-    Batch,
-    BatchKind,
-    BottomupBatch,
-    Compose,
-    TopdownBatch,
-    Transform,
-    available_transforms,
-    build_transform,
-    register_transform,
-    transform_batch_kinds,
-    transform_fields,
-)
-from .bottomup import BottomupRandomAffine, BottomupResize
-from .common import IMAGENET_MEAN, IMAGENET_STD, GenerateTarget, Normalize, PhotometricDistortion, RandomFlip
-from .rng import KeyedRNG
-from .topdown import (
-    GetBBoxCenterScale,
-    RandomBBoxTransform,
-    RandomHalfBody,
-    TopdownAffine,
-    TopdownAugmentation,
-    make_topdown_batch,
-    topdown_train_pipeline,
-    topdown_val_pipeline,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._base import (
+        Batch,
+        BatchKind,
+        BottomupBatch,
+        Compose,
+        TopdownBatch,
+        Transform,
+        available_transforms,
+        build_transform,
+        register_transform,
+        transform_batch_kinds,
+        transform_fields,
+    )
+    from .bottomup import BottomupRandomAffine, BottomupResize
+    from .common import IMAGENET_MEAN, IMAGENET_STD, GenerateTarget, Normalize, PhotometricDistortion, RandomFlip
+    from .rng import KeyedRNG
+    from .topdown import (
+        GetBBoxCenterScale,
+        RandomBBoxTransform,
+        RandomHalfBody,
+        TopdownAffine,
+        TopdownAugmentation,
+        make_topdown_batch,
+        topdown_train_pipeline,
+        topdown_val_pipeline,
+    )
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -84,3 +95,19 @@ __all__ = [
     "transform_batch_kinds",
     "transform_fields",
 ]
+
+_SUBMODULES = ("rng", "_base", "common", "topdown", "bottomup")
+
+
+def __getattr__(name: str) -> object:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    namespace = globals()
+    for sub in _SUBMODULES:
+        module = importlib.import_module(f"{__name__}.{sub}")
+        namespace.update({n: getattr(module, n) for n in __all__ if n not in namespace and hasattr(module, n)})
+    return namespace[name]
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -6,6 +6,13 @@ an image of width W spans x in [-0.5, W - 0.5]. A horizontal flip maps x to W - 
 Affine matrices are (B, 2, 3) float32 and map source pixels to destination pixels, the way
 ``cv2.warpAffine`` reads them. Everything is vectorised over the batch and runs on the
 device of its inputs.
+
+The box and affine functions the bundle runtime needs have NumPy twins (``*_numpy``, float64)
+right below them, plus :func:`crop_boxes`, the NumPy crop of the validation pipeline; so a
+crop cut at inference is the crop the model was trained and validated on.
+``tests/transforms/test_geometry.py`` checks them against the torch versions. torch is
+imported lazily, so the NumPy functions run without it. The twins side by side take the module
+a little past our ~400 lines.
 """
 
 from __future__ import annotations
@@ -13,27 +20,41 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+
+from posecore._lazy import lazy_import
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+    from torch import Tensor
+else:
+    torch = lazy_import("torch")
+    F = lazy_import("torch.nn.functional")
 
 __all__ = [
     "ImageList",
     "bbox_xyxy_to_center_scale",
+    "bbox_xyxy_to_center_scale_numpy",
     "center_scale_to_bbox_xyxy",
     "compose_affine",
+    "crop_boxes",
     "fix_aspect_ratio",
+    "fix_aspect_ratio_numpy",
     "flip_bbox_xyxy",
     "flip_keypoints",
     "flip_matrix",
     "invert_affine",
+    "invert_affine_numpy",
     "points_inside",
     "transform_points",
+    "transform_points_numpy",
     "warp_images",
     "warp_matrix",
+    "warp_matrix_numpy",
 ]
 
 
@@ -42,6 +63,12 @@ def bbox_xyxy_to_center_scale(bbox: Tensor, padding: float = 1.25) -> tuple[Tens
     center = (bbox[..., :2] + bbox[..., 2:]) * 0.5
     scale = (bbox[..., 2:] - bbox[..., :2]) * padding
     return center, scale
+
+
+def bbox_xyxy_to_center_scale_numpy(bbox: np.ndarray, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bbox_xyxy_to_center_scale` in NumPy float64."""
+    bbox = np.asarray(bbox, dtype=np.float64)
+    return (bbox[..., :2] + bbox[..., 2:]) * 0.5, (bbox[..., 2:] - bbox[..., :2]) * padding
 
 
 def center_scale_to_bbox_xyxy(center: Tensor, scale: Tensor, padding: float = 1.0) -> Tensor:
@@ -55,6 +82,14 @@ def fix_aspect_ratio(scale: Tensor, aspect_ratio: float) -> Tensor:
     w, h = scale[..., 0], scale[..., 1]
     wide = w > h * aspect_ratio
     return torch.stack([torch.where(wide, w, h * aspect_ratio), torch.where(wide, w / aspect_ratio, h)], dim=-1)
+
+
+def fix_aspect_ratio_numpy(scale: np.ndarray, aspect_ratio: float) -> np.ndarray:
+    """:func:`fix_aspect_ratio` in NumPy float64."""
+    scale = np.asarray(scale, dtype=np.float64)
+    w, h = scale[..., 0], scale[..., 1]
+    wide = w > h * aspect_ratio
+    return np.stack([np.where(wide, w, h * aspect_ratio), np.where(wide, w / aspect_ratio, h)], axis=-1)
 
 
 def flip_keypoints(
@@ -76,8 +111,9 @@ def flip_bbox_xyxy(bbox: Tensor, width: int | Tensor) -> Tensor:
     return torch.stack([width - 1 - x2, y1, width - 1 - x1, y2], dim=-1)
 
 
-def flip_matrix(flip: Tensor, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """(B,) bool -> (B, 2, 3): x -> W - 1 - x where ``flip`` is set, the identity elsewhere."""
+def flip_matrix(flip: Tensor, width: int, dtype: torch.dtype | None = None) -> Tensor:
+    """(B,) bool -> (B, 2, 3) of ``dtype`` (float32 when None): x -> W - 1 - x where ``flip`` is set, else the identity."""
+    dtype = torch.float32 if dtype is None else dtype
     b = flip.shape[0]
     m = torch.zeros(b, 2, 3, dtype=dtype, device=flip.device)
     sign = 1.0 - 2.0 * flip.to(dtype)
@@ -93,7 +129,7 @@ def warp_matrix(
     rotation: Tensor,
     output_size: tuple[int, int],
     use_udp: bool = False,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> Tensor:
     """The affine (B, 2, 3) taking the box (center (B, 2), scale (B, 2), rotation (B,) degrees) to ``output_size`` (w, h).
 
@@ -103,7 +139,8 @@ def warp_matrix(
     (Huang et al., CVPR 2020): factors ``(w - 1) / scale_w`` and ``(h - 1) / scale_h``, the
     centre to ((w - 1) / 2, (h - 1) / 2) and the rotation by ``+rotation``. The two rotate
     in opposite senses, as in MMPose; random rotations are symmetric, so training is unaffected.
-    Computed in float64 (the translation is a difference of large numbers), returned as ``dtype``.
+    Computed in float64 (the translation is a difference of large numbers), returned as ``dtype``
+    (float32 when None).
     """
     w, h = output_size
     f64 = torch.float64
@@ -124,7 +161,36 @@ def warp_matrix(
         m[:, 1, 0], m[:, 1, 1] = -s * sin, s * cos
         dst = torch.tensor([w / 2.0, h / 2.0], dtype=f64, device=center.device)
     m[:, :, 2] = dst - torch.einsum("bij,bj->bi", m[:, :, :2], center)
-    return m.to(dtype)
+    return m.to(torch.float32 if dtype is None else dtype)
+
+
+def warp_matrix_numpy(
+    center: np.ndarray,
+    scale: np.ndarray,
+    rotation: np.ndarray | None,
+    output_size: tuple[int, int],
+    use_udp: bool = False,
+) -> np.ndarray:
+    """:func:`warp_matrix` in NumPy: (N, 2, 3) float64; ``rotation`` (N,) degrees, or None for 0."""
+    center = np.asarray(center, dtype=np.float64).reshape(-1, 2)
+    scale = np.asarray(scale, dtype=np.float64).reshape(-1, 2)
+    n = center.shape[0]
+    rad = np.deg2rad(np.zeros(n) if rotation is None else np.asarray(rotation, dtype=np.float64).reshape(n))
+    cos, sin = np.cos(rad), np.sin(rad)
+    w, h = output_size
+    m = np.zeros((n, 2, 3), dtype=np.float64)
+    if use_udp:
+        sx, sy = (w - 1.0) / scale[:, 0], (h - 1.0) / scale[:, 1]
+        m[:, 0, 0], m[:, 0, 1] = sx * cos, -sx * sin
+        m[:, 1, 0], m[:, 1, 1] = sy * sin, sy * cos
+        dst = np.array([(w - 1.0) / 2.0, (h - 1.0) / 2.0])
+    else:
+        s = w / scale[:, 0]
+        m[:, 0, 0], m[:, 0, 1] = s * cos, s * sin
+        m[:, 1, 0], m[:, 1, 1] = -s * sin, s * cos
+        dst = np.array([w / 2.0, h / 2.0])
+    m[:, :, 2] = dst - np.einsum("bij,bj->bi", m[:, :, :2], center)
+    return m
 
 
 def _homogeneous(m: Tensor) -> Tensor:
@@ -153,10 +219,30 @@ def invert_affine(m: Tensor) -> Tensor:
     )
 
 
+def invert_affine_numpy(m: np.ndarray) -> np.ndarray:
+    """:func:`invert_affine` in NumPy float64."""
+    m = np.asarray(m, dtype=np.float64)
+    a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    det = a * e - b * d
+    ia, ib, id_, ie = e / det, -b / det, -d / det, a / det
+    return np.stack(
+        [np.stack([ia, ib, -(ia * c + ib * f)], axis=-1), np.stack([id_, ie, -(id_ * c + ie * f)], axis=-1)], axis=1
+    )
+
+
 def transform_points(points: Tensor, m: Tensor) -> Tensor:
     """points (B, ..., 2) through the affine m (B, 2, 3) -> (B, ..., 2)."""
     flat = points.reshape(points.shape[0], -1, 2).to(m.dtype)
     out = flat @ m[:, :, :2].transpose(1, 2) + m[:, None, :, 2]
+    return out.reshape(points.shape)
+
+
+def transform_points_numpy(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """:func:`transform_points` in NumPy: points (N, ..., 2), m (N, 2, 3) -> (N, ..., 2) float64."""
+    points = np.asarray(points, dtype=np.float64)
+    flat = points.reshape(points.shape[0], -1, 2)
+    out = flat @ np.swapaxes(m[:, :, :2], 1, 2) + m[:, None, :, 2]
     return out.reshape(points.shape)
 
 
@@ -165,6 +251,31 @@ def points_inside(points: Tensor, size: tuple[int, int]) -> Tensor:
     w, h = size
     x, y = points[..., 0], points[..., 1]
     return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+
+
+def crop_boxes(
+    image: np.ndarray,
+    bboxes: np.ndarray,
+    input_size: tuple[int, int],
+    padding: float = 1.25,
+    use_udp: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the model input for each box in NumPy, as the validation pipeline does.
+
+    image (H, W, 3) uint8; bboxes (N, 4) xyxy in image pixels -> crops (N, h, w, 3) uint8 and
+    the warps (N, 2, 3) float64 from image pixels to crop pixels (``invert_affine_numpy`` maps
+    predictions back). Each box is padded by ``padding``, grown to the input's aspect ratio
+    and warped bilinearly with a zero border (``cv2.warpAffine``, as in training).
+    """
+    w, h = input_size
+    bboxes = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)
+    center, scale = bbox_xyxy_to_center_scale_numpy(bboxes, padding)
+    scale = np.maximum(fix_aspect_ratio_numpy(scale, w / h), 1e-3)
+    mats = warp_matrix_numpy(center, scale, None, (w, h), use_udp=use_udp)
+    crops = np.empty((len(bboxes), h, w, 3), dtype=np.uint8)
+    for i, m in enumerate(mats):
+        crops[i] = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR).reshape(h, w, 3)
+    return crops, mats
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from posecore.datasets.validation import DataValidationError
 from posecore.inference.detection import DetectionFile, OnnxDetector, image_key, match_image_ids, whole_image
+from posecore.validation import DataValidationError
 
 # Fixed output of the test detector, in the pixels of its 100 x 80 (W x H) input.
 BOXES = np.array([[10.0, 20.0, 50.0, 70.0], [60.0, 5.0, 90.0, 40.0], [0.0, 0.0, 5.0, 5.0]], np.float32)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +130,21 @@ def test_infer_images_writes_results_ids_and_renders(tmp_path: Path) -> None:
     assert (drawn != 128).any()  # something was drawn
     with pytest.raises(ValueError, match="would overwrite the input"):
         infer_images(model, paths, folder)
+
+
+def test_infer_images_reports_progress(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSECORE_PROGRESS_S", "0")
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal: lines, not a bar
+    caplog.set_level(logging.INFO, logger="posecore.progress")
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / name), np.full((40, 60, 3), 128, np.uint8))
+    model = FixedModel(_info(), np.array([[32.0, 48.0], [10.0, 10.0], [50.0, 80.0]]))
+    infer_images(model, [tmp_path / "a.jpg", tmp_path / "b.jpg"], tmp_path / "out", render=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "posecore.progress"]
+    assert lines[0].startswith("infer: 1/2 img (50.0%)") and lines[0].endswith("instances=1")
+    assert lines[-1].startswith("infer: 2/2 img (100.0%)") and "instances=2 | done in" in lines[-1]
 
 
 def test_render_marks_track_ids() -> None:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from posecore.inference import BundleError, BundleModel, load_model
-from posecore.inference.runtime import normalize_crops
+from posecore.inference.model import normalize_crops
 from posecore.inference.torch_model import TorchModel
 
 REPO = Path(__file__).resolve().parents[2]

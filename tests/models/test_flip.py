@@ -1,6 +1,7 @@
 """Flip test-time augmentation: every head's outputs map back with the right structure, flipping the
 codec targets of mirrored keypoints gives back the original targets (exactly where the
-conventions allow it), and the documented biases of MSRA heatmaps and SimCC are what they are.
+conventions allow it), the documented biases of MSRA heatmaps and SimCC are what they are, and
+the NumPy twins equal the torch rules key by key (shift, UDP combined maps, coords shift).
 
 Convention: a horizontal flip maps input pixel x to W - 1 - x and keypoint k's label to
 flip_indices[k] (MMPose's ``flip_keypoints``).
@@ -12,12 +13,14 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from posecore.codecs import build_codec
-from posecore.models.flip import average_flip, flip_outputs
+from posecore.metainfo import load_meta
 from posecore.models.builders import HEADS
+from posecore.models.flip import average_flip, average_flip_numpy, flip_outputs, flip_outputs_numpy
 
 
 def _load_recipes():
@@ -213,3 +216,44 @@ def test_errors_say_what_is_wrong():
         flip_outputs({"depth": torch.rand(1, 3)}, [0, 2, 1])
     with pytest.raises(ValueError, match="keys differ"):
         average_flip({"coords": torch.rand(1, 3, 2)}, {"sigmas": torch.rand(1, 3, 2)})
+
+
+# ----------------------------------------------------------------------------- NumPy twins
+
+COCO_FLIP = load_meta("coco").flip_indices
+COCO_K = len(COCO_FLIP)
+
+
+def _numpy_cases(gen: torch.Generator) -> list[dict[str, torch.Tensor]]:
+    k = COCO_K
+    return [
+        {"heatmaps": torch.rand(3, k, 6, 5, generator=gen)},
+        {"heatmaps": torch.rand(3, 3 * k, 6, 5, generator=gen) - 0.5},  # UDP combined
+        {"simcc_x": torch.rand(3, k, 10, generator=gen), "simcc_y": torch.rand(3, k, 12, generator=gen)},
+        {"coords": torch.rand(3, k, 2, generator=gen), "sigmas": torch.rand(3, k, 2, generator=gen)},
+    ]
+
+
+@pytest.mark.parametrize("shift", [False, True])
+@pytest.mark.parametrize("input_size", [None, (64, 96)])
+def test_numpy_flip_back_equals_torch(shift: bool, input_size: tuple[int, int] | None) -> None:
+    for outputs in _numpy_cases(torch.Generator().manual_seed(0)):
+        want = flip_outputs(outputs, COCO_FLIP, shift_heatmap=shift, input_size=input_size)
+        got = flip_outputs_numpy({k: v.numpy() for k, v in outputs.items()}, COCO_FLIP, shift, input_size)
+        assert set(got) == set(want)
+        for key in want:
+            assert got[key].dtype == np.float32, key
+            np.testing.assert_allclose(got[key], want[key].numpy(), atol=1e-7, rtol=0, err_msg=key)
+        avg_t = average_flip(outputs, want)
+        avg_n = average_flip_numpy({k: v.numpy() for k, v in outputs.items()}, got)
+        for key in avg_t:
+            np.testing.assert_allclose(avg_n[key], avg_t[key].numpy(), atol=1e-7, rtol=0)
+
+
+def test_numpy_bad_flip_indices_and_unknown_outputs_are_errors() -> None:
+    with pytest.raises(ValueError, match="its own inverse"):
+        flip_outputs_numpy({"coords": np.zeros((1, 3, 2))}, [1, 2, 0])
+    with pytest.raises(ValueError, match="does not know how to flip output 'embeddings'"):
+        flip_outputs_numpy({"embeddings": np.zeros((1, COCO_K, 4))}, COCO_FLIP)
+    with pytest.raises(ValueError, match=r"expected \(B, K = 17"):
+        flip_outputs_numpy({"heatmaps": np.zeros((1, 5, 4, 4))}, COCO_FLIP)

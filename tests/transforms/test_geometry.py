@@ -8,20 +8,28 @@ import pytest
 import torch
 from torch import Tensor
 
+from posecore.codecs import build_codec
+from posecore.transforms import make_topdown_batch, topdown_val_pipeline
 from posecore.transforms.geometry import (
     ImageList,
     bbox_xyxy_to_center_scale,
+    bbox_xyxy_to_center_scale_numpy,
     center_scale_to_bbox_xyxy,
     compose_affine,
+    crop_boxes,
     fix_aspect_ratio,
+    fix_aspect_ratio_numpy,
     flip_bbox_xyxy,
     flip_keypoints,
     flip_matrix,
     invert_affine,
+    invert_affine_numpy,
     points_inside,
     transform_points,
+    transform_points_numpy,
     warp_images,
     warp_matrix,
+    warp_matrix_numpy,
 )
 from posecore.transforms.reference import get_warp_matrix_np, warp_affine_cv2
 
@@ -185,3 +193,67 @@ def test_image_list_rejects_mixed_images() -> None:
         ImageList([np.zeros((4, 5, 3), np.uint8), np.zeros((5, 5, 3), np.uint8)])
     with pytest.raises(ValueError, match="at least one image"):
         ImageList([])
+
+
+# ----------------------------------------------------------------------------- NumPy twins
+# The bundle runtime's crop geometry equals the training transforms: warp matrices, box padding, the crops.
+
+NUMPY_INPUT_SIZE = (64, 96)
+
+
+@pytest.mark.parametrize("use_udp", [False, True])
+def test_numpy_warp_matrix_equals_torch(use_udp: bool) -> None:
+    rng = np.random.default_rng(0)
+    center = rng.uniform(0, 600, (8, 2))
+    scale = rng.uniform(20, 400, (8, 2))
+    rotation = rng.uniform(-45, 45, 8)
+    want = warp_matrix(
+        torch.from_numpy(center),
+        torch.from_numpy(scale),
+        torch.from_numpy(rotation),
+        NUMPY_INPUT_SIZE,
+        use_udp,
+        torch.float64,
+    )
+    got = warp_matrix_numpy(center, scale, rotation, NUMPY_INPUT_SIZE, use_udp)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(invert_affine_numpy(got), invert_affine(want).numpy(), rtol=1e-10, atol=1e-9)
+    pts = rng.uniform(0, 600, (8, 5, 2))
+    np.testing.assert_allclose(
+        transform_points_numpy(pts, got), transform_points(torch.from_numpy(pts), want).numpy(), atol=1e-9
+    )
+    back = transform_points_numpy(transform_points_numpy(pts, got), invert_affine_numpy(got))
+    np.testing.assert_allclose(back, pts, atol=1e-9)
+
+
+def test_numpy_box_to_center_scale_and_aspect_equal_torch() -> None:
+    boxes = np.array([[10.0, 20.0, 110.0, 60.0], [5.0, 5.0, 25.0, 205.0]])
+    c, s = bbox_xyxy_to_center_scale_numpy(boxes, 1.25)
+    ct, st = bbox_xyxy_to_center_scale(torch.from_numpy(boxes), 1.25)
+    np.testing.assert_allclose(c, ct.numpy())
+    np.testing.assert_allclose(s, st.numpy())
+    np.testing.assert_allclose(fix_aspect_ratio_numpy(s, 64 / 96), fix_aspect_ratio(st, 64 / 96).numpy())
+    fixed = fix_aspect_ratio_numpy(s, 64 / 96)
+    np.testing.assert_allclose(fixed[:, 0] / fixed[:, 1], 64 / 96)
+
+
+@pytest.mark.parametrize("codec_name", ["simcc", "udp_heatmap"])
+def test_numpy_crops_equal_the_validation_pipeline(codec_name: str) -> None:
+    """crop_boxes cuts exactly the crop that training's validation pipeline feeds the model."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    boxes = np.array([[10.0, 15.0, 70.0, 100.0], [50.5, 5.25, 150.0, 40.0], [-20.0, 60.0, 40.0, 140.0]])
+    kwargs = {"heatmap_size": (16, 24)} if codec_name == "udp_heatmap" else {}
+    codec = build_codec(codec_name, input_size=NUMPY_INPUT_SIZE, **kwargs)
+    use_udp = bool(getattr(codec, "use_udp", False))
+    crops, mats = crop_boxes(image, boxes, NUMPY_INPUT_SIZE, padding=1.25, use_udp=use_udp)
+    assert crops.shape == (3, 96, 64, 3) and crops.dtype == np.uint8
+
+    n = len(boxes)
+    images = torch.from_numpy(np.repeat(image[None], n, 0)).permute(0, 3, 1, 2).contiguous()
+    batch = make_topdown_batch(
+        images, torch.zeros(n, 17, 2), torch.zeros(n, 17), list(range(n)), bbox=torch.from_numpy(boxes).float()
+    )
+    out = topdown_val_pipeline(codec, normalize=None)(batch)
+    np.testing.assert_array_equal(crops, out["images"].permute(0, 2, 3, 1).numpy().astype(np.uint8))
+    np.testing.assert_allclose(mats, out["warp"].numpy(), rtol=1e-5, atol=1e-4)

@@ -1,4 +1,5 @@
-"""The numpy decoders equal the torch codecs' decode, variant by variant, on random and encoded outputs."""
+"""Every codec's ``decode_numpy`` equals its ``decode``, variant by variant, on random and encoded outputs;
+:func:`posecore.codecs.numpy_decoder` rebuilds it from a bundle's codec config."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from posecore.codecs import Codec, available_codecs, build_codec
-from posecore.inference.decode import available_decoders, build_decoder
+from posecore.codecs import Codec, available_codecs, build_codec, codec_class, numpy_decoder
 
 INPUT_SIZE = (64, 96)
 HEATMAP_SIZE = (16, 24)
@@ -42,10 +42,10 @@ def _bundle_config(codec: Codec, name: str) -> dict[str, object]:
 
 
 def _decode_both(codec: Codec, name: str, outputs: dict[str, torch.Tensor]) -> tuple[np.ndarray, ...]:
-    # The numpy decoders compute in float64 (see posecore/inference/decode.py), so the torch codec
+    # decode_numpy computes in float64 (see posecore/codecs/base.py: Codec), so the torch codec
     # gets the same float32 values as float64 (it then computes in float64 too).
     kp_t, sc_t = codec.decode({k: v.double() for k, v in outputs.items()})
-    decoder = build_decoder(_bundle_config(codec, name))
+    decoder = numpy_decoder(_bundle_config(codec, name))
     kp_n, sc_n = decoder({k: v.numpy() for k, v in outputs.items()})
     assert kp_n.dtype == np.float32 and sc_n.dtype == np.float32
     assert kp_n.shape == tuple(kp_t.shape) and sc_n.shape == tuple(sc_t.shape)
@@ -53,7 +53,7 @@ def _decode_both(codec: Codec, name: str, outputs: dict[str, torch.Tensor]) -> t
 
 
 def test_every_codec_has_a_decoder_and_a_variant() -> None:
-    assert set(available_decoders()) == set(available_codecs())
+    assert all(codec_class(n).decode_numpy is not Codec.decode_numpy for n in available_codecs())
     assert {n for _, n, _ in VARIANTS} == set(available_codecs())
 
 
@@ -95,16 +95,23 @@ def test_encoded_outputs_decode_like_torch(name: str, kwargs: dict[str, object])
 
 def test_unknown_codec_and_missing_size_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="no numpy decoder for codec 'nope'.*simcc"):
-        build_decoder({"name": "nope"}, INPUT_SIZE)
+        numpy_decoder({"name": "nope"}, INPUT_SIZE)
     with pytest.raises(ValueError, match="heatmap_size"):
-        build_decoder({"name": "msra_heatmap"}, INPUT_SIZE)
+        numpy_decoder({"name": "msra_heatmap"}, INPUT_SIZE)
     with pytest.raises(ValueError, match="input_size"):
-        build_decoder({"name": "simcc"})
+        numpy_decoder({"name": "simcc"})
 
 
 def test_wrong_output_shape_names_the_output() -> None:
-    decoder = build_decoder({"name": "simcc", "split_ratio": 2.0}, INPUT_SIZE)
+    decoder = numpy_decoder({"name": "simcc", "split_ratio": 2.0}, INPUT_SIZE)
     with pytest.raises(ValueError, match="'simcc_x' must have shape"):
         decoder({"simcc_x": np.zeros((1, K, 5), np.float32), "simcc_y": np.zeros((1, K, 192), np.float32)})
     with pytest.raises(ValueError, match="needs model output 'simcc_y'"):
         decoder({"simcc_x": np.zeros((1, K, 128), np.float32)})
+
+
+def test_bundle_config_keys_the_codec_does_not_have_are_ignored() -> None:
+    decoder = numpy_decoder({"name": "regression", "input_size": [64, 96], "from_a_later_version": 1})
+    kp, sc = decoder({"coords": np.full((1, K, 2), 0.5, np.float32)})
+    np.testing.assert_array_equal(kp[0, 0], [32.0, 48.0])
+    np.testing.assert_array_equal(sc, 1.0)
