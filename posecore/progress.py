@@ -4,13 +4,16 @@ Every long loop (convert, encode, train, evaluate, export, infer) reports throug
 :class:`Progress`. On a terminal it draws a tqdm bar on stderr; when stderr is not a terminal
 (a log file, CI, a Prefect worker, ``dvc repro > log``) it logs one INFO line on the
 ``posecore.progress`` logger every ``interval_s`` seconds (``$POSECORE_PROGRESS_S``, default 30)
-and one when the step ends::
+and, in both modes, one when the step ends::
 
-    12:01:07 INFO posecore.progress: train: epoch 3/21 | 240/2394 steps (10.0%) | 4.21 steps/s | ETA 8m32s | loss=0.00127
+    12:01:07 INFO posecore.progress: train: epoch 3/21 | 240/2394 step (10.0%) | 4.21 step/s | ETA 8m32s | loss=0.00127 lr=0.004
 
 Because the lines go through :mod:`logging`, the same lines reach Prefect's run logs (the flows
 add the ``posecore`` logger to Prefect's extra loggers) and disappear with ``--quiet``.
-:func:`setup_logging` is what every command-line entry point calls (``--quiet``/``--verbose``).
+:func:`setup_logging` is what every command-line entry point calls (``--quiet``/``--verbose``);
+nothing is reported while the ``posecore.progress`` logger is below INFO (a library caller that
+never configured logging gets no bar and no lines). While a bar is drawn, the log lines of
+:func:`setup_logging`'s handler are written above it instead of through it.
 
 How to report a new loop::
 
@@ -41,6 +44,7 @@ _DEFAULT_INTERVAL_S = 30.0
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _DATE_FORMAT = "%H:%M:%S"
 _HANDLER_MARK = "_posecore_handler"
+_open_bars = 0  # tqdm bars drawn now: log lines must go through tqdm.write to keep them intact
 
 
 def verbosity_level(quiet: bool = False, verbose: bool = False) -> int:
@@ -50,13 +54,42 @@ def verbosity_level(quiet: bool = False, verbose: bool = False) -> int:
     return logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
 
 
+class _Handler(logging.StreamHandler):
+    """A stream handler that writes above a drawn bar, and without a fixed ``stream`` follows
+    whatever ``sys.stderr`` is at each record (pytest and Prefect replace it)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._fixed = stream  # the base class stored sys.stderr when stream is None
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return self._fixed if self._fixed is not None else sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        self._fixed = value
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not _open_bars:
+            super().emit(record)
+            return
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(level: int = logging.INFO, stream: Any = None) -> None:
-    """Send the ``posecore``/``stages``/``flows`` loggers to ``stream`` (stderr) at ``level``.
+    """Send the ``posecore``/``stages``/``flows`` loggers to ``stream`` (default: the current
+    ``sys.stderr``) at ``level``.
 
     Idempotent: calling it again replaces the handler it added before, and leaves other handlers
     (Prefect's, pytest's) alone.
     """
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = _Handler(stream)
     handler.setFormatter(logging.Formatter(_FORMAT, _DATE_FORMAT))
     setattr(handler, _HANDLER_MARK, True)
     for name in LOGGER_NAMES:
@@ -73,7 +106,9 @@ def interval_s() -> float:
     try:
         value = float(raw) if raw else _DEFAULT_INTERVAL_S
     except ValueError:
-        raise ValueError(f"POSECORE_PROGRESS_S={raw!r} is not a number of seconds") from None
+        value = math.nan
+    if math.isnan(value):
+        raise ValueError(f"POSECORE_PROGRESS_S={raw!r} is not a number of seconds")
     return max(value, 0.0)
 
 
@@ -99,7 +134,8 @@ class Progress:
     """Counts the work of one step and reports it (see the module docstring).
 
     ``step`` names the pipeline step in every line; ``total`` may be None (unknown length);
-    ``prefix`` (e.g. ``"epoch 3/21"``) and ``status`` (e.g. ``loss=...``) are shown with each line.
+    ``prefix`` (e.g. ``"epoch 3/21"``, ``"write train"``; :meth:`set_prefix` changes it) and
+    ``status`` (e.g. ``loss=...``) are shown with each line.
     ``terminal``: None decides from ``sys.stderr.isatty()``; ``enabled=False`` reports nothing
     (another rank of a distributed run).
     """
@@ -111,6 +147,7 @@ class Progress:
         *,
         unit: str = "it",
         initial: int = 0,
+        prefix: str = "",
         interval: float | None = None,
         terminal: bool | None = None,
         enabled: bool = True,
@@ -120,7 +157,7 @@ class Progress:
         self.total = total
         self.unit = unit
         self.n = initial
-        self.prefix = ""
+        self.prefix = prefix
         self.status: dict[str, Any] = {}
         self._log = logger or _log
         self._interval = interval_s() if interval is None else interval
@@ -131,9 +168,12 @@ class Progress:
         self._closed = False
         self._bar: Any = None
         if self._enabled and self._terminal:
+            global _open_bars
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, initial=initial, unit=unit, desc=step, dynamic_ncols=True, leave=False)
+            desc = f"{step} {prefix}".strip()
+            self._bar = tqdm(total=total, initial=initial, unit=unit, desc=desc, dynamic_ncols=True, leave=False)
+            _open_bars += 1
 
     def __enter__(self) -> Progress:
         return self
@@ -180,25 +220,27 @@ class Progress:
         """The progress line: step, prefix, counts, rate, ETA, status."""
         now = now if now is not None else time.monotonic()
         rate = self.rate(now)
-        parts = [f"{self.step}:" + (f" {self.prefix}" if self.prefix else "")]
+        parts = [self.prefix] if self.prefix else []
         if self.total:
             parts.append(f"{self.n}/{self.total} {self.unit} ({100.0 * self.n / self.total:.1f}%)")
         else:
             parts.append(f"{self.n} {self.unit}")
-        parts.append(f"{rate:.3g} {self.unit}/s")
-        if self.total and rate > 0:
+        parts.append(f"{rate:.0f} {self.unit}/s" if rate >= 100 else f"{rate:.3g} {self.unit}/s")
+        if self.total and rate > 0 and self.n < self.total:
             parts.append(f"ETA {format_duration((self.total - self.n) / rate)}")
         if self.status:
             parts.append(" ".join(f"{k}={_fmt(v)}" for k, v in self.status.items()))
-        return " | ".join(parts)
+        return f"{self.step}: " + " | ".join(parts)
 
     def close(self, failed: bool = False) -> None:
-        """Ends the bar; off a terminal logs a last line with the elapsed time (not when it failed)."""
+        """Ends the bar and logs a last line with the elapsed time (not when it failed)."""
+        global _open_bars
         if self._closed:
             return
         self._closed = True
         if self._bar is not None:
             self._bar.close()
+            _open_bars -= 1
         if self._enabled and not failed:
             elapsed = time.monotonic() - self._start
             self._log.info("%s | done in %s", self.line(), format_duration(elapsed))

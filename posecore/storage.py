@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
+from posecore.errors import UserError
+
 ErrorKind = Literal["unreachable", "credentials", "not_found", "other"]
 
 _ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
@@ -68,7 +70,7 @@ class S3Credentials:
         return cls(key, secret) if key and secret else None
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError, RuntimeError):
     """The S3 endpoint failed in a way the user can fix; the message says how.
 
     ``kind`` is ``unreachable`` (nothing listens), ``credentials`` (missing or rejected),

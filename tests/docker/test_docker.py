@@ -6,7 +6,8 @@ that keep the images reproducible and the stack safe: pinned images and versions
 requirements.lock, non-root users, health checks, loopback-only ports, no literal secrets.
 Each rule set is a function returning problems, run on the real files (expecting none) and
 on a deliberately broken copy (expecting each breakage to be named), so a rule that can no
-longer fail is noticed.
+longer fail is noticed. (One module of ~780 lines on purpose: every rule set sits beside the
+broken copies that prove it can fail, and they share the parsed files.)
 """
 
 from __future__ import annotations
@@ -763,7 +764,7 @@ def test_dockerignore_lets_every_copy_source_through_and_keeps_secrets_out():
         "data/converted/x.json",
         "models/train/best.pt",
         "mlflow.db",
-        "posecore/__pycache__/cli.cpython-311.pyc",
+        "posecore/cli/__pycache__/__init__.cpython-311.pyc",
         "posecore.egg-info/PKG-INFO",
     ):
         assert dockerignored(patterns, secret_or_bulk), f"{secret_or_bulk} would be sent to the Docker daemon"
@@ -771,9 +772,9 @@ def test_dockerignore_lets_every_copy_source_through_and_keeps_secrets_out():
 
 def test_dockerignore_matcher_follows_dockers_rules():
     allow = ["*", "!posecore/", "**/__pycache__"]
-    assert dockerignored(["*"], "posecore/cli.py")
-    assert not dockerignored(allow, "posecore/cli.py")
-    assert dockerignored(allow, "posecore/__pycache__/cli.cpython-311.pyc")
+    assert dockerignored(["*"], "posecore/cli/__init__.py")
+    assert not dockerignored(allow, "posecore/cli/__init__.py")
+    assert dockerignored(allow, "posecore/cli/__pycache__/__init__.cpython-311.pyc")
     assert dockerignored(allow, "docker/.env")
     # a source the Dockerfiles copy but the allow-list forgot is caught
-    assert dockerignored([p for p in allow if p != "!posecore/"], "posecore/cli.py")
+    assert dockerignored([p for p in allow if p != "!posecore/"], "posecore/cli/__init__.py")
