@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from posecore.codecs import build_codec
-from posecore.data.cache import CachedTopdownData, CacheSpec, build_cache, open_cache
+from posecore.data.build import build_cache
+from posecore.data.cache import CachedTopdownData, CacheSpec, open_cache
 from posecore.datasets.coco import CocoPoseDataset
 from posecore.datasets.converters import SourceSpec, convert
 from posecore.metainfo import load_meta

@@ -37,6 +37,9 @@ epoch) and validations (third epoch minus second) beyond its fixed part, evaluat
 register as measured (their fixed costs dominate; this errs towards a shorter run, i.e. a larger
 overhead share). The output says which.
 
+One script of ~680 lines: the three measurements share the temporary repository, its tiny run
+and the estimate of a default run, and the report compares them.
+
 About 8 minutes on two busy CPU cores, most of it the tiny run's stages. Numbers on a shared machine
 are noisy: rerun.
 """
@@ -61,7 +64,7 @@ from typing import Any
 import yaml
 
 from posecore.config import Params, load_params
-from posecore.tracking import NullLogger, make_logger, read_run_id_file
+from posecore.experiment import NullLogger, make_logger, read_run_id_file
 
 REPO = Path(__file__).resolve().parents[1]
 TRACKED = [

@@ -12,7 +12,7 @@ one-off cost of ending the run (final flush, plus the curves PNG for ``MlflowRun
 
 - ``mlflow.log_metrics``: the fluent API, one synchronous ``log_batch`` per call.
 - ``mlflow async``: the same with ``synchronous=False`` (MLflow's background queue).
-- ``MlflowRun``: posecore.tracking, buffered, flushed every 5 s, at epoch ends and at close.
+- ``MlflowRun``: posecore.experiment, buffered, flushed every 5 s, at epoch ends and at close.
 
 Default store: a new SQLite file in a temporary folder (its one-off creation is not timed).
 ``--server`` starts ``mlflow server`` on a free loopback port over such a file, to measure the
@@ -38,7 +38,7 @@ import mlflow
 import requests
 from mlflow import MlflowClient
 
-from posecore.tracking import MlflowRun, check_reachable
+from posecore.experiment import MlflowRun, check_reachable
 
 VAL_KEYS = ("AP", "AP50", "AP75", "AR", "PCK")
 

@@ -49,10 +49,11 @@ from unittest import mock
 
 import torch
 
-from posecore.config import SynthParams, load_params
-from posecore.data.cache import CachedTopdownData, CacheSpec, build_cache, cache_key, open_cache
+from posecore.config import load_params
+from posecore.data.build import build_cache
+from posecore.data.cache import CachedTopdownData, CacheSpec, cache_key, open_cache
 from posecore.datasets.converters import SourceSpec, convert
-from posecore.datasets.synthetic import generate
+from posecore.datasets.synthetic import SynthParams, generate
 from posecore.engine import TrainConfig, fit
 from posecore.engine.seed import seed_everything
 from posecore.metainfo import load_meta

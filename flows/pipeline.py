@@ -307,9 +307,7 @@ def read_report(repo: Path) -> PipelineReport:
     from posecore.export.trained import RUN_ID_FILE
 
     params = load_params(repo / "params.yaml")
-    eval_metrics = (
-        Path(params.register.metrics) if params.register.metrics else Path(params.evaluate.out) / "metrics.json"
-    )
+    eval_metrics = params.register.metrics_file(params.evaluate.metrics_file)
     run = _read_json(repo / params.train.checkpoint_dir / RUN_ID_FILE)
     return PipelineReport(
         evaluate=_read_json(repo / eval_metrics),

@@ -1,12 +1,14 @@
 """Scheduled champion re-evaluation: is the registered champion still as good on today's val split?
 
 The weekly deployment pulls ``models:/<register.model_name>@champion`` (its bundle, checked
-against the SHA-256 recorded at registration: :func:`posecore.registry.pull`), runs it with ONNX
+against the SHA-256 recorded at registration: :func:`posecore.registry.pull.pull`), runs it with ONNX
 Runtime over the val split of the current target-encoding cache (``encode.out``, which must have
-been built for the champion's codec; the cache key is checked) and scores it with the evaluate
-stage's scoring (:func:`posecore.evaluation.topdown.score_predictions`, ``evaluate.*`` params).
-This is the export stage's ``onnx_AP`` computation, with the codec taken from the bundle
-instead of a training checkpoint, so right after a pipeline run it reproduces that number.
+been built for the champion's codec; the cache key is checked) and scores it with
+:func:`posecore.export.scoring.score_bundle` (``evaluate.*`` params). This is the export stage's
+``onnx_AP`` computation, with the codec taken from the bundle instead of a training checkpoint,
+so right after a pipeline run it reproduces that number. The registration record comes from
+the version's tags (:func:`posecore.registry.champion_record`), today's evaluation-data
+fingerprint from :func:`posecore.registry.eval_data_fingerprint`.
 
 The result is recorded three ways: tags on the model version (``posecore.reeval.*``: metric,
 value, change against the value recorded at registration, the evaluation data's fingerprint
@@ -22,172 +24,27 @@ at once with a message that says what to do.
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.pipeline import IO_RETRIES, IO_RETRY_DELAYS_S, find_repo
+from posecore.errors import USER_ERRORS
+from posecore.registry.pull import Champion
+from posecore.registry.reevaluation import Reevaluation, check_drop, compare
 
 if TYPE_CHECKING:
     from prefect import Task
     from prefect.client.schemas.objects import State, TaskRun
 
-    from posecore.config import Params
-
-TAG_PREFIX = "posecore.reeval."
-
-
-class ChampionDegraded(RuntimeError):
-    """The champion scores worse than at registration by more than ``max_drop`` on the same data."""
-
-
-@dataclass(frozen=True)
-class Champion:
-    """The model version behind the alias, with what was recorded when it was registered."""
-
-    model_name: str
-    version: str
-    alias: str
-    run_id: str | None
-    metric: str | None
-    recorded_value: float | None
-    eval_data: str | None
-    higher_is_better: bool
-
-
-@dataclass(frozen=True)
-class Reevaluation:
-    """``value`` of ``metric`` now; ``change`` = now - recorded (signed); ``worse_by`` > 0 when it got worse."""
-
-    champion: Champion
-    metric: str
-    value: float
-    metrics: dict[str, float]
-    eval_data: str
-    same_data: bool
-    change: float | None
-    worse_by: float | None
-    evaluated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-
-    def tags(self, mlflow_run_id: str | None = None) -> dict[str, str]:
-        """The model version tags this re-evaluation sets."""
-        out = {
-            "metric": self.metric,
-            "value": repr(self.value),
-            "change": "none" if self.change is None else repr(self.change),
-            "eval_data": self.eval_data,
-            "same_data": str(self.same_data).lower(),
-            "at": self.evaluated_at,
-        }
-        if mlflow_run_id:
-            out["run_id"] = mlflow_run_id
-        return {TAG_PREFIX + k: v for k, v in out.items()}
-
-    def table(self) -> list[dict[str, Any]]:
-        """Rows for the Prefect table artifact."""
-        c = self.champion
-        rows: list[dict[str, Any]] = [
-            {"name": "model", "value": f"{c.model_name}@{c.alias} (version {c.version})"},
-            {"name": f"{self.metric} now", "value": self.value},
-            {"name": f"{self.metric} at registration", "value": c.recorded_value},
-            {"name": "change", "value": self.change},
-            {"name": "same data as at registration", "value": self.same_data},
-            {"name": "eval data", "value": self.eval_data},
-        ]
-        rows += [{"name": k, "value": v} for k, v in self.metrics.items() if k != self.metric]
-        return rows
-
 
 def _not_user_error(task: Task, task_run: TaskRun, state: State) -> bool:
     """Retry transient failures only: a missing champion or bad input fails the same way again."""
-    from posecore.registry import RegistryError
-
-    return not isinstance(getattr(state, "data", None), RegistryError | FileNotFoundError | ValueError | KeyError)
-
-
-def _fingerprint(path: Path) -> str:
-    """``md5:<hex>`` of a file, as DVC records it and the register stage tags versions."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return f"md5:{digest.hexdigest()}"
-
-
-def eval_data_fingerprint(params: Params, repo: Path) -> str:
-    """The fingerprint the register stage would give the current val split (``register.eval_data``
-    when set, else the md5 of the val annotations)."""
-    if params.register.eval_data:
-        return params.register.eval_data
-    val = repo / params.data.out / "annotations" / "val.json"
-    if not val.is_file():
-        raise FileNotFoundError(f"{val} does not exist: run the pipeline (`dvc repro convert encode`) first")
-    return _fingerprint(val)
-
-
-def evaluate_bundle(bundle_dir: Path, params: Params, repo: Path) -> dict[str, float]:
-    """Metrics (metrics.json names: ``AP``, ``AP_.5``, ``PCK``, ...) of the bundle on the val split of
-    ``repo``'s cache. Glue over public posecore functions; see the module docstring."""
-    from posecore.data.cache import cache_key, codec_from_config, open_cache
-    from posecore.evaluation.topdown import metric_names, score_predictions
-    from posecore.export.bundle import BundleInfo
-    from posecore.export.onnx import ort_session, predict_split_onnx
-    from posecore.metainfo import load_meta
-
-    info = BundleInfo.read(bundle_dir)
-    codec = codec_from_config(info.codec)
-    dataset = repo / params.data.out
-    meta = load_meta(dataset / "meta.yaml")
-    if tuple(meta.keypoint_names) != tuple(info.keypoint_names):
-        raise ValueError(
-            f"the champion predicts the keypoints of meta {info.meta_name!r}, but {dataset} uses {meta.name!r} "
-            "with other keypoints; re-evaluate on the dataset the champion was trained for"
-        )
-    try:
-        split = open_cache(repo / params.encode.out, cache_key(dataset, params.encode, codec))["val"]
-    except ValueError as exc:
-        raise ValueError(
-            f"the champion needs val inputs encoded for its own codec and input size {list(info.input_size)}: "
-            f"{exc}. Set model.* in params.yaml to the champion's and run `dvc repro encode`."
-        ) from None
-    session = ort_session(info.model_path(bundle_dir), params.export.threads)
-    preds = predict_split_onnx(session, split, codec, info, info.flip_test, params.evaluate.batch_size)
-    result = score_predictions(preds, split, dataset / "annotations" / "val.json", meta, params.evaluate)
-    return metric_names(result.metrics)
-
-
-def compare(champion: Champion, metrics: dict[str, float], eval_data: str) -> Reevaluation:
-    """The re-evaluation of ``champion`` given today's ``metrics`` on data ``eval_data``."""
-    from posecore.registry import find_metric
-
-    metric = champion.metric or "AP"
-    value = find_metric(metrics, metric, "the re-evaluation")
-    same = bool(champion.eval_data) and champion.eval_data == eval_data
-    change = worse = None
-    if champion.recorded_value is not None and math.isfinite(value):
-        change = value - champion.recorded_value
-        worse = -change if champion.higher_is_better else change
-    return Reevaluation(champion, metric, value, metrics, eval_data, same, change, worse)
-
-
-def check_drop(result: Reevaluation, max_drop: float | None) -> None:
-    """Raise :class:`ChampionDegraded` when, on the data it was registered on, the champion now scores
-    worse than at registration by more than ``max_drop`` (None: never)."""
-    if max_drop is None or not result.same_data or result.worse_by is None or result.worse_by <= max_drop:
-        return
-    c = result.champion
-    raise ChampionDegraded(
-        f"{c.model_name} v{c.version} scores {result.metric} {result.value:.6g} on the same val data, worse than "
-        f"at registration ({c.recorded_value:.6g}) by {result.worse_by:.6g} > max_drop {max_drop:g}; retrain "
-        f"(the retrain deployment) or promote another version (`posecore registry promote {c.model_name} VERSION`)"
-    )
+    return not isinstance(getattr(state, "data", None), (*USER_ERRORS, KeyError))
 
 
 # --------------------------------------------------------------------------- tasks
@@ -203,34 +60,29 @@ def check_drop(result: Reevaluation, max_drop: float | None) -> None:
 def pull_champion(model_name: str, alias: str, dest: Path, tracking_uri: str) -> Champion:
     """Download the bundle of ``model_name@alias`` into ``dest`` (SHA-256 checked); its registration record."""
     from posecore import registry
-    from posecore.registry import LOWER_IS_BETTER, TAG_EVAL_DATA, TAG_HIGHER, TAG_METRIC, TAG_VALUE
 
     mv = registry.pull(f"{model_name}@{alias}", dest, client=registry.open_client(tracking_uri))
-    tags = mv.tags or {}
-    metric = tags.get(TAG_METRIC)
-    raw_value = tags.get(TAG_VALUE)
-    value = float(raw_value) if raw_value not in (None, "", "none") else None
-    higher = tags.get(TAG_HIGHER)
-    return Champion(
-        model_name=model_name,
-        version=str(mv.version),
-        alias=alias,
-        run_id=mv.run_id,
-        metric=metric,
-        recorded_value=value if value is not None and math.isfinite(value) else None,
-        eval_data=tags.get(TAG_EVAL_DATA),
-        higher_is_better=higher.lower() == "true" if higher else metric not in LOWER_IS_BETTER,
-    )
+    return registry.champion_record(mv, alias)
 
 
 @task(name="evaluate-champion", cache_policy=NO_CACHE)
 def evaluate_champion(champion: Champion, bundle_dir: Path, repo: Path) -> Reevaluation:
     """Score the pulled bundle on the current val split (no retries: it is computation)."""
     from posecore.config import load_params
+    from posecore.datasets.layout import DatasetLayout
+    from posecore.export.scoring import score_bundle
+    from posecore.registry import eval_data_fingerprint
 
     params = load_params(repo / "params.yaml")
-    metrics = evaluate_bundle(bundle_dir, params, repo)
-    return compare(champion, metrics, eval_data_fingerprint(params, repo))
+    dataset = repo / params.data.out
+    metrics = score_bundle(
+        bundle_dir, dataset, repo / params.encode.out, params.encode, params.evaluate, params.export.threads
+    )
+    val = DatasetLayout(dataset).annotations("val")
+    eval_data = eval_data_fingerprint(val, configured=params.register.eval_data)
+    if eval_data is None:
+        raise FileNotFoundError(f"{val} does not exist: run the pipeline (`dvc repro convert encode`) first")
+    return compare(champion, metrics, eval_data)
 
 
 @task(
@@ -245,7 +97,7 @@ def record_reevaluation(result: Reevaluation, repo: Path, tracking_uri: str) -> 
     from mlflow import MlflowClient
 
     from posecore.config import load_params
-    from posecore.tracking import MlflowRun, check_reachable, lineage_tags
+    from posecore.experiment import MlflowRun, check_reachable, lineage_tags
 
     params = load_params(repo / "params.yaml")
     check_reachable(tracking_uri, params.tracking.connect_timeout_s)
@@ -306,7 +158,7 @@ def reevaluate_champion(
     import tempfile
 
     from posecore.config import load_params
-    from posecore.tracking import resolve_tracking_uri
+    from posecore.experiment import resolve_tracking_uri
 
     root = find_repo(repo)
     params = load_params(root / "params.yaml")

@@ -8,6 +8,7 @@ back with :meth:`Registry.info`), e.g. which batch layouts a transform accepts.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
@@ -63,7 +64,9 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Callable[..., T]:
         if name not in self._builders:
-            raise ValueError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names()) or 'none'}")
+            raise ValueError(
+                f"unknown {self.kind} {name!r}; available {self.kind}s: {', '.join(self.names()) or 'none'}"
+            )
         return self._builders[name]
 
     def info(self, name: str) -> dict[str, Any]:
@@ -72,8 +75,27 @@ class Registry(Generic[T]):
         return dict(self._info[name])
 
     def build(self, name: str, **kwargs: Any) -> T:
-        """Call the builder; unknown keyword arguments are reported with the accepted ones."""
+        """Call the builder; unknown and missing keyword arguments are reported with the accepted ones.
+
+        A dataclass builder (codecs, transforms) is checked against its ``init`` fields.
+        """
         builder = self.get(name)
+        if dataclasses.is_dataclass(builder):
+            fields = {f.name: f for f in dataclasses.fields(builder) if f.init}
+            what = f"{self.kind} {name!r} ({builder.__name__})"
+            unknown = sorted(set(kwargs) - set(fields))
+            if unknown:
+                raise ValueError(f"{what} has no field(s) {', '.join(unknown)}; its fields are: {', '.join(fields)}")
+            missing = [
+                f.name
+                for f in fields.values()
+                if f.name not in kwargs
+                and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING
+            ]
+            if missing:
+                raise ValueError(f"{what} needs field(s) {', '.join(missing)}")
+            return builder(**kwargs)
         params = inspect.signature(builder).parameters
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             unknown = sorted(set(kwargs) - set(params))

@@ -4,9 +4,13 @@ Every section is a dataclass; :func:`load_params` builds :class:`Params` from th
 YAML and rejects unknown keys, wrong types and out-of-range values, naming the dotted
 key and what is allowed. Stages and flows receive the typed object, never raw dicts.
 
-To add a section: define a frozen dataclass with defaults (``field(metadata=...)``
-may carry ``range=(lo, hi)`` for numbers or ``choices=callable_or_list`` for strings)
-and add it as a field of :class:`Params`. dvc.yaml names the dotted keys a stage uses.
+Each section's dataclass lives in the package it configures (``data`` in
+:mod:`posecore.datasets.converters.config`, ``model`` in :mod:`posecore.models.config`, ``encode``
+in :mod:`posecore.data.config`, ``tracking`` in :mod:`posecore.experiment.config`, ...); this
+module only aggregates them and loads them. To add a section: define a frozen dataclass with
+defaults in its package (``field(metadata=...)`` may carry ``range=(lo, hi)`` for numbers or
+``choices=callable_or_list`` for strings) and add it as a field of :class:`Params`. dvc.yaml
+names the dotted keys a stage uses.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
@@ -23,96 +26,29 @@ import yaml
 
 from posecore._flatten import flatten as flatten
 from posecore._flatten import to_dict as to_dict
-from posecore.codecs import Codec
-from posecore.data.cache import CacheSpec
-from posecore.datasets.converters import SourceSpec, available_converters
+from posecore.data.config import EncodeParams
+from posecore.datasets.converters.config import DataParams
+from posecore.datasets.synthetic.config import SynthParams
 from posecore.engine.config import TrainConfig, check_train_config
+from posecore.errors import UserError
 from posecore.evaluation.topdown import EvalConfig
+from posecore.experiment import TrackingConfig
 from posecore.export.config import ExportConfig
 from posecore.metainfo import available_metas
-from posecore.models.estimator import ModelSpec, available_presets
+from posecore.models.config import ModelParams
 from posecore.registry import RegisterConfig
 from posecore.storage import StorageConfig
-from posecore.tracking import TrackingConfig
 from posecore.transforms.topdown import TopdownAugmentation
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """params.yaml (or an override) is invalid; the message lists every bad key."""
 
     def __init__(self, errors: list[str], file: str = "params.yaml") -> None:
         self.errors = errors
         super().__init__(f"{file} is invalid:\n" + "\n".join(f"  - {e}" for e in errors))
-
-
-@dataclass(frozen=True)
-class SynthParams:
-    """The embedded synthetic COCO-17 dataset (``stages/synth.py``).
-
-    The defaults (1-2 people per image, no extra occluders) are scenes the default model learns
-    in about 10 CPU minutes; ``max_people=4, occluders=True`` gives COCO-like crowds.
-    """
-
-    out: str = "data/synthetic"
-    n_train: int = field(default=2500, metadata={"range": (1, 10_000_000)})
-    n_val: int = field(default=300, metadata={"range": (1, 10_000_000)})
-    seed: int = 0
-    width: int = field(default=320, metadata={"range": (64, 4096)})
-    height: int = field(default=320, metadata={"range": (64, 4096)})
-    min_people: int = field(default=1, metadata={"range": (1, 16)})
-    max_people: int = field(default=2, metadata={"range": (1, 16)})
-    occluders: bool = False
-    workers: int = field(default=2, metadata={"range": (1, 256)})
-
-
-@dataclass(frozen=True)
-class DataParams(SourceSpec):
-    """The source dataset and where the canonical (converted) dataset goes."""
-
-    out: str = "data/converted"
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    """The model: a preset (``posecore/models/presets/``) and overrides of its parts.
-
-    Each part is ``{name: <registered builder>, <its options>}``; a part naming another builder
-    replaces the preset's, otherwise its keys update it. The codec takes ``input_size`` from
-    here (one setting, one place).
-    """
-
-    preset: str = field(default="synthetic-lite0-heatmap", metadata={"choices": lambda: ["", *available_presets()]})
-    input_size: tuple[int, int] | None = None
-    backbone: dict[str, Any] = field(default_factory=dict)
-    neck: dict[str, Any] = field(default_factory=dict)
-    head: dict[str, Any] = field(default_factory=dict)
-    codec: dict[str, Any] = field(default_factory=dict)
-    flip_test: bool = True
-    shift_heatmap: bool = False
-
-    def spec(self) -> ModelSpec:
-        return ModelSpec.resolve(
-            self.preset,
-            input_size=self.input_size,
-            backbone=self.backbone,
-            neck=self.neck,
-            head=self.head,
-            codec=self.codec,
-            flip_test=self.flip_test,
-            shift_heatmap=self.shift_heatmap,
-        )
-
-    def build_codec(self) -> Codec:
-        return self.spec().build_codec()
-
-
-@dataclass(frozen=True)
-class EncodeParams(CacheSpec):
-    """The target-encoding cache (``stages/encode.py``)."""
-
-    out: str = "data/cache"
 
 
 @dataclass(frozen=True)
@@ -128,11 +64,6 @@ class Params:
     export: ExportConfig = field(default_factory=ExportConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
-
-
-_CHOICES: dict[tuple[type, str], Callable[[], Iterable[str]]] = {
-    (DataParams, "source"): available_converters,
-}
 
 
 def _type_name(tp: Any) -> str:
@@ -227,7 +158,7 @@ def _build(cls: type[T], raw: Any, prefix: str, errors: list[str]) -> T:
         if lo_hi is not None and isinstance(value, int | float) and not (lo_hi[0] <= value <= lo_hi[1]):
             errors.append(f"{key}: {value} is out of range; allowed: {lo_hi[0]} to {lo_hi[1]}")
             continue
-        choices = _CHOICES.get((cls, name)) or f.metadata.get("choices")
+        choices = f.metadata.get("choices")
         if choices is not None:
             allowed = list(choices() if callable(choices) else choices)
             if value not in allowed:

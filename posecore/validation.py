@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from posecore.errors import UserError
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -24,7 +26,7 @@ class Problem:
         return f"{self.file}: {self.record}: field '{self.field}': {self.message}"
 
 
-class DataValidationError(ValueError):
+class DataValidationError(UserError, ValueError):
     """Input data failed validation; ``problems`` lists every defect found."""
 
     def __init__(self, problems: list[Problem], hint: str = "", limit: int = 50) -> None:

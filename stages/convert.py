@@ -7,8 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from posecore.config import DataParams, Params
+from posecore.config import Params
 from posecore.datasets.converters import ConvertReport, convert
+from posecore.datasets.converters.config import DataParams
 
 
 def run(data: DataParams) -> ConvertReport:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from posecore.config import Params
-from posecore.data.cache import build_cache
+from posecore.data.build import build_cache
 
 
 def run(params: Params) -> dict[str, Any]:

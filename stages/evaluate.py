@@ -31,10 +31,12 @@ import torch
 
 from posecore.config import Params
 from posecore.data.cache import CacheSplit, cache_key, open_cache
+from posecore.datasets.layout import DatasetLayout
 from posecore.evaluation.coco import CocoKeypointEvaluator
 from posecore.evaluation.plots import plot_pck_curve, plot_per_keypoint, worst_instances_grid, write_png
 from posecore.evaluation.reports import write_pck_curve_csv, write_per_keypoint_csv
 from posecore.evaluation.topdown import (
+    METRICS_FILE,
     EvalConfig,
     EvalResult,
     SplitPredictions,
@@ -42,15 +44,15 @@ from posecore.evaluation.topdown import (
     predict_split,
     score_predictions,
 )
+from posecore.experiment import MlflowRun, open_existing_run
 from posecore.export.trained import RUN_ID_FILE, load_trained
 from posecore.io import atomic_output_dir, atomic_write_json
 from posecore.metainfo import DatasetMeta, load_meta
 from posecore.models.estimator import check_meta_matches
-from posecore.tracking import MlflowRun, open_existing_run
 
 WORST_N = 16
 FILES = (
-    "metrics.json",
+    METRICS_FILE,
     "per_keypoint.csv",
     "pck_curve.csv",
     "per_keypoint.png",
@@ -70,11 +72,6 @@ class EvaluateOutputs:
 
     def files(self) -> list[Path]:
         return [self.out_dir / name for name in FILES]
-
-
-def eval_out_dir(params: Params) -> Path:
-    """Where the evaluate stage writes (``evaluate.out``)."""
-    return Path(params.evaluate.out)
 
 
 def per_keypoint_oks(
@@ -124,7 +121,7 @@ def write_report(
     table = {name: {"OKS": float(oks[k]), **result.per_keypoint[name]} for k, name in enumerate(meta.keypoint_names)}
     metrics = _finite({**metric_names(result.metrics), "instances": float(len(split))})
     with atomic_output_dir(out_dir) as tmp:
-        atomic_write_json(tmp / "metrics.json", metrics, indent=2)
+        atomic_write_json(tmp / METRICS_FILE, metrics, indent=2)
         write_per_keypoint_csv(tmp / "per_keypoint.csv", table)
         write_pck_curve_csv(tmp / "pck_curve.csv", *result.pck_curve)
         plot_per_keypoint(tmp / "per_keypoint.png", table)
@@ -189,13 +186,14 @@ def log_to_run(tracker: MlflowRun, outputs: EvaluateOutputs, prefix: str = "eval
 def run(params: Params, out_dir: Path | None = None, device: str | None = None) -> EvaluateOutputs:
     """Evaluate the model in ``train.checkpoint_dir`` on the val split of ``encode.out``; write ``out_dir``."""
     cfg = params.evaluate
-    out_dir = out_dir or eval_out_dir(params)
+    out_dir = out_dir or Path(cfg.out)
     train_dir = Path(params.train.checkpoint_dir)
     dataset_dir = Path(params.data.out)
+    layout = DatasetLayout(dataset_dir)
     tracker = _tracker(train_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     trained = load_trained(train_dir, dev)
-    dataset_meta = load_meta(dataset_dir / "meta.yaml")
+    dataset_meta = load_meta(layout.meta)
     check_meta_matches(trained.model, dataset_meta)
     if dataset_meta.keypoint_names != trained.meta.keypoint_names:
         raise ValueError(
@@ -205,7 +203,7 @@ def run(params: Params, out_dir: Path | None = None, device: str | None = None) 
     key = cache_key(dataset_dir, params.encode, trained.spec.build_codec())
     split = open_cache(Path(params.encode.out), key)["val"]
     preds = predict_split(trained.model, split, cfg.flip_test, cfg.batch_size, dev)
-    outputs = write_report(preds, split, dataset_dir / "annotations" / "val.json", trained.meta, cfg, out_dir)
+    outputs = write_report(preds, split, layout.annotations("val"), trained.meta, cfg, out_dir)
     if tracker is not None:
         log_to_run(tracker, outputs)
     return outputs

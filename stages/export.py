@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import math
-import subprocess
 import sys
 import time
 import warnings
@@ -35,7 +33,9 @@ import torch
 
 from posecore.config import Params
 from posecore.data.cache import CacheSplit, cache_key, open_cache
-from posecore.evaluation.topdown import EvalConfig, normalized_inputs, score_predictions
+from posecore.datasets.layout import DatasetLayout
+from posecore.evaluation.topdown import normalized_inputs
+from posecore.experiment import MlflowRun, git_commit, open_existing_run, read_run_id_file
 from posecore.export.bundle import INT8_MODEL_FILE, MODEL_FILE, BundleInfo
 from posecore.export.config import ExportConfig
 from posecore.export.onnx import (
@@ -48,15 +48,15 @@ from posecore.export.onnx import (
     ort_latency_ms,
     ort_session,
     output_names,
-    predict_split_onnx,
     quantize,
     tile_batch,
     torch_latency_ms,
     versions,
 )
+from posecore.export.scoring import score_onnx
 from posecore.export.trained import RUN_ID_FILE, TrainedModel, load_trained
 from posecore.io import atomic_output_dir, atomic_write_json
-from posecore.tracking import MlflowRun, open_existing_run, read_run_id_file
+from posecore.registry import eval_data_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 PARITY_BATCHES = (1, 2, 5)
@@ -75,32 +75,10 @@ class ExportOutputs:
     metrics_file: Path
 
 
-def _git_commit(root: Path) -> dict[str, Any]:
-    def git(*args: str) -> str | None:
-        try:
-            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=15)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return out.stdout.strip() if out.returncode == 0 else None
-
-    commit = git("rev-parse", "--verify", "HEAD")
-    if not commit:
-        return {"git_commit": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _provenance(trained: TrainedModel, eval_metrics_file: Path, val_annotations: Path) -> dict[str, Any]:
     """Where the bundle comes from. ``eval_data``: the evaluation data's fingerprint (``md5:`` of the val
-    annotations, as DVC records the file), so registry versions are compared only on the same data."""
+    annotations, as DVC records the file: :mod:`posecore.registry.fingerprint`), so registry versions
+    are compared only on the same data."""
     run_id_file = trained.run_id_file
     metrics: dict[str, Any] = {}
     if eval_metrics_file.is_file():
@@ -109,10 +87,10 @@ def _provenance(trained: TrainedModel, eval_metrics_file: Path, val_annotations:
         metrics = {trained.metric_name: trained.best_metric}
     return {
         "mlflow_run_id": read_run_id_file(run_id_file)["run_id"] if run_id_file.is_file() else None,
-        **_git_commit(REPO),
+        **git_commit(REPO),
         "metrics": metrics,
         "metrics_source": str(eval_metrics_file) if eval_metrics_file.is_file() else "checkpoint",
-        "eval_data": f"md5:{_md5(val_annotations)}" if val_annotations.is_file() else None,
+        "eval_data": eval_data_fingerprint(val_annotations),
         "weights": trained.summary(),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **versions(),
@@ -136,10 +114,9 @@ def _latency_metrics(prefix: str, session: Any, inputs: np.ndarray, cfg: ExportC
 
 
 def _val_ap(session: Any, split: CacheSplit, trained: TrainedModel, info: BundleInfo, params: Params) -> float:
-    cfg: EvalConfig = params.evaluate
-    preds = predict_split_onnx(session, split, trained.model.codec, info, info.flip_test, cfg.batch_size)
-    gt_file = Path(params.data.out) / "annotations" / "val.json"
-    return float(score_predictions(preds, split, gt_file, trained.meta, cfg).metrics["AP"])
+    gt_file = DatasetLayout(params.data.out).annotations("val")
+    result = score_onnx(session, split, trained.model.codec, info, gt_file, trained.meta, params.evaluate)
+    return float(result.metrics["AP"])
 
 
 def _tracker(train_dir: Path) -> MlflowRun | None:
@@ -152,8 +129,6 @@ def _tracker(train_dir: Path) -> MlflowRun | None:
 
 def run(params: Params, cfg: ExportConfig) -> ExportOutputs:
     """Export the model in ``train.checkpoint_dir`` to ``cfg.out``; raise :class:`ExportCheckError` when it fails a check."""
-    from stages.evaluate import eval_out_dir
-
     train_dir = Path(params.train.checkpoint_dir)
     tracker = _tracker(train_dir)
     trained = load_trained(train_dir, "cpu")
@@ -173,9 +148,7 @@ def run(params: Params, cfg: ExportConfig) -> ExportOutputs:
         bbox_padding=params.encode.bbox_padding,
         flip_test=params.evaluate.flip_test,
         quantization=cfg.quantize,
-        provenance=_provenance(
-            trained, eval_out_dir(params) / "metrics.json", dataset_dir / "annotations" / "val.json"
-        ),
+        provenance=_provenance(trained, params.evaluate.metrics_file, DatasetLayout(dataset_dir).annotations("val")),
     )
     with atomic_output_dir(out) as tmp:
         exported = export_onnx(model, tmp / MODEL_FILE, opset=cfg.opset, dynamo=cfg.dynamo)

@@ -11,7 +11,6 @@ decision, the version and both numbers (a DVC metric).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import sys
@@ -20,19 +19,21 @@ from pathlib import Path
 from typing import Any
 
 from posecore.config import Params
+from posecore.datasets.layout import DatasetLayout
+from posecore.experiment import check_reachable, read_run_id_file
+from posecore.export.trained import RUN_ID_FILE
 from posecore.io import atomic_write_json
 from posecore.registry import (
     PromotionDecision,
     RegisterConfig,
+    eval_data_fingerprint,
     find_metric,
     log_bundle,
     promote,
     read_bundle,
 )
-from posecore.tracking import check_reachable, read_run_id_file
 
 _log = logging.getLogger("stages.register")
-_EVAL_DATA_KEYS = ("eval_data", "eval_data_fingerprint", "data_fingerprint")
 
 
 def run(params: Params, cfg: RegisterConfig | None = None) -> PromotionDecision | None:
@@ -41,13 +42,16 @@ def run(params: Params, cfg: RegisterConfig | None = None) -> PromotionDecision 
     cfg = dataclasses.replace(cfg, metric=cfg.metric or params.evaluate.metric)
     bundle = Path(cfg.bundle or params.export.out)
     info = read_bundle(bundle)
-    metrics_file = Path(cfg.metrics) if cfg.metrics else _eval_out(params) / "metrics.json"
+    metrics_file = cfg.metrics_file(params.evaluate.metrics_file)
     metrics, metrics_source = _metrics(metrics_file, info.provenance)
     value = find_metric(metrics, cfg.metric_name(), metrics_source)
-    val_annotations = Path(params.data.out) / "annotations" / "val.json"
-    eval_data = cfg.eval_data or _eval_data(metrics, info.provenance, val_annotations)
+    val_annotations = DatasetLayout(params.data.out).annotations("val")
+    eval_data = eval_data_fingerprint(val_annotations, configured=cfg.eval_data, recorded=(metrics, info.provenance))
+    if eval_data is None:
+        _log.warning("no evaluation-data fingerprint (and no %s): this version will not be compared", val_annotations)
+        eval_data = ""
 
-    run_info = read_run_id_file(Path(params.train.checkpoint_dir) / "mlflow_run_id")
+    run_info = read_run_id_file(Path(params.train.checkpoint_dir) / RUN_ID_FILE)
     uri = params.tracking.tracking_uri or run_info.get("tracking_uri")
     if not uri:
         raise ValueError("the MLflow run id file names no tracking URI; set tracking.tracking_uri")
@@ -72,11 +76,6 @@ def run(params: Params, cfg: RegisterConfig | None = None) -> PromotionDecision 
     return decision
 
 
-def _eval_out(params: Params) -> Path:
-    """Where the evaluate stage writes (``evaluate.out``)."""
-    return Path(params.evaluate.out)
-
-
 def _metrics(path: Path, provenance: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
     """The evaluate stage's metrics, else those the export stage recorded in bundle.json."""
     if path.is_file():
@@ -94,23 +93,6 @@ def _metrics(path: Path, provenance: Mapping[str, Any]) -> tuple[Mapping[str, An
     raise FileNotFoundError(f"evaluation metrics {path} do not exist; run the evaluate stage first")
 
 
-def _eval_data(metrics: Mapping[str, Any], provenance: Mapping[str, Any], val_annotations: Path) -> str:
-    """A fingerprint of the evaluation data: recorded by evaluate/export, else the md5 of the val annotations
-    (what DVC records for that file)."""
-    for source in (metrics, provenance):
-        for key in _EVAL_DATA_KEYS:
-            if isinstance(source.get(key), str) and source[key]:
-                return source[key]
-    if val_annotations.is_file():
-        digest = hashlib.md5(usedforsecurity=False)
-        with open(val_annotations, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return f"md5:{digest.hexdigest()}"
-    _log.warning("no evaluation-data fingerprint (and no %s): this version will not be compared", val_annotations)
-    return ""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from stages._cli import stage_main
 
@@ -122,5 +104,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sys.exit(main())

@@ -9,7 +9,6 @@ dataset meta, so later stages rebuild the exact model), ``train_metrics.json`` (
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -24,14 +23,16 @@ import torch
 
 from posecore.config import Params
 from posecore.data.cache import CachedTopdownData, cache_key, open_cache
+from posecore.datasets.layout import DatasetLayout
 from posecore.engine import FitResult, fit
 from posecore.engine.distributed import get_rank, launch, launched_by_torchrun, session
 from posecore.engine.seed import seed_everything
 from posecore.evaluation.topdown import make_validator
+from posecore.experiment import make_logger, read_run_id_file
+from posecore.export.trained import RUN_ID_FILE
 from posecore.io import atomic_write_json, atomic_write_text
 from posecore.metainfo import load_meta
 from posecore.models.estimator import build_estimator
-from posecore.tracking import make_logger, read_run_id_file
 from posecore.transforms import Normalize, topdown_train_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,14 +83,15 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
     out = Path(params.train.checkpoint_dir)
     seed_everything(params.train.seed, params.train.deterministic)
     dataset_dir = Path(params.data.out)
-    meta = load_meta(dataset_dir / "meta.yaml")
+    layout = DatasetLayout(dataset_dir)
+    meta = load_meta(layout.meta)
     spec = params.model.spec()
     codec = spec.build_codec()
     cache = open_cache(Path(params.encode.out), cache_key(dataset_dir, params.encode, codec))
     previous_run = None
-    if resume is not None and (out / "mlflow_run_id").is_file():
-        previous_run = read_run_id_file(out / "mlflow_run_id")["run_id"]
-    tracker = make_logger(params.tracking, params, REPO, get_rank(), out / "mlflow_run_id", run_id=previous_run)
+    if resume is not None and (out / RUN_ID_FILE).is_file():
+        previous_run = read_run_id_file(out / RUN_ID_FILE)["run_id"]
+    tracker = make_logger(params.tracking, params, REPO, get_rank(), out / RUN_ID_FILE, run_id=previous_run)
     # channels_last: 2-4x faster depthwise convolutions on CPUs, and the layout AMP kernels want on GPUs.
     model = build_estimator(spec, meta).to(memory_format=torch.channels_last)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -97,7 +99,7 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
     # preprocessor): a quarter of the bytes through the DataLoader and the host-to-device copy.
     pipeline = topdown_train_pipeline(meta, codec, aug=params.augment, normalize=None, keep_uint8=True)
     data = CachedTopdownData(cache["train"], pipeline, seed=params.train.seed)
-    validate = make_validator(cache["val"], dataset_dir / "annotations" / "val.json", meta, params.evaluate)
+    validate = make_validator(cache["val"], layout.annotations("val"), meta, params.evaluate)
 
     def loss_fn(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return model.loss(outputs, batch["targets"])
@@ -120,7 +122,7 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
         if get_rank() != 0:
             return TrainOutputs(out, result, None)
         atomic_write_json(out / "model.json", {"model": spec.to_dict(), "meta": meta.name}, indent=2)
-        atomic_write_text(out / "meta.yaml", (dataset_dir / "meta.yaml").read_text())
+        atomic_write_text(out / "meta.yaml", layout.meta.read_text())
         atomic_write_text(out / "train_history.csv", history.csv())
         summary = {
             f"best_{params.evaluate.metric}": result.best_metric,
@@ -139,8 +141,9 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
+    from stages._cli import stage_main, stage_parser
+
+    parser = stage_parser(__doc__ or "")
     parser.add_argument("--resume", nargs="?", const="auto", default=None, help="continue from latest.pt")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--nnodes", type=int, default=1)
@@ -148,8 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--master-addr", default=None)
     parser.add_argument("--master-port", type=int, default=None)
     args = parser.parse_args(argv)
-
-    from stages._cli import stage_main
 
     def body(params: Params) -> None:
         if params.train.nproc > 1 and not launched_by_torchrun():
@@ -175,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if get_rank() == 0:
             print(json.dumps({"best": outputs.result.best_metric, "epoch": outputs.result.best_epoch}))
 
-    return stage_main(__doc__ or "", body, ["--params", args.params])
+    return stage_main(__doc__ or "", body, argv, parser)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,15 @@ import yaml
 
 from posecore.config import (
     ConfigError,
-    DataParams,
-    EncodeParams,
     Params,
-    SynthParams,
     flatten,
     load_params,
     parse_params,
     to_dict,
 )
+from posecore.data.config import EncodeParams
+from posecore.datasets.converters.config import DataParams
+from posecore.datasets.synthetic import SynthParams
 
 
 def test_repo_params_load(repo_root: Path) -> None:

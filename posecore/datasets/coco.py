@@ -42,8 +42,8 @@ import numpy as np
 from PIL import Image
 
 from posecore.datasets.detections import read_detection_results
-from posecore.datasets.validation import DataValidationError, Problem
 from posecore.metainfo import DatasetMeta, load_meta
+from posecore.validation import DataValidationError, Problem
 
 Mode = Literal["topdown", "bottomup"]
 PERSON_CATEGORY = 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posecore.datasets.validation import DataValidationError, Problem
+from posecore.validation import DataValidationError, Problem
 
 DET_KEYS = ("image_id", "category_id", "bbox", "score")
 

@@ -5,6 +5,7 @@ Each concern is one module; :func:`posecore.engine.trainer.fit` composes them.
 """
 
 from posecore.engine.config import TrainConfig, check_train_config
-from posecore.engine.trainer import FitResult, TrainData, TrainLogger, fit
+from posecore.engine.step import TrainData, TrainLogger
+from posecore.engine.trainer import FitResult, fit
 
 __all__ = ["FitResult", "TrainConfig", "TrainData", "TrainLogger", "check_train_config", "fit"]

@@ -24,30 +24,22 @@ Contracts:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import logging
 import math
-import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
+from torch import nn
 
 from posecore.engine.checkpoint import BEST, LATEST, is_improvement, load_checkpoint, save_checkpoint
 from posecore.engine.config import TrainConfig, check_train_config
 from posecore.engine.distributed import (
     DistInfo,
-    all_reduce_mean,
     barrier,
     broadcast_object,
     init_distributed,
@@ -59,39 +51,30 @@ from posecore.engine.optim import build_optimizer, freeze_modules
 from posecore.engine.sampler import GlobalBatchSampler
 from posecore.engine.schedule import build_scheduler
 from posecore.engine.seed import capture_rng_state, restore_rng_state, seed_everything
+from posecore.engine.step import (
+    BatchDataset,
+    BatchKeys,
+    Counters,
+    LossFn,
+    LossWindow,
+    Parts,
+    PreprocessFn,
+    Step,
+    TrainData,
+    TrainLogger,
+    ValidateFn,
+    apply_gradients,
+    autocast_context,
+    forward_backward,
+)
+from posecore.progress import Progress, format_duration
 
-INPUTS_KEY = "inputs"
 _log = logging.getLogger("posecore.engine")
 
 # Settings that may change between a run and its resumption without changing the result.
 _RUNTIME_SETTINGS = frozenset(
     {"nproc", "batch_size_per_device", "num_workers", "log_interval", "progress", "checkpoint_dir", "val_interval"}
 )
-
-
-class TrainData(Protocol):
-    """A training set that builds batches itself: ``batch(indices, epoch)`` returns
-    ``{"inputs": (B, ...) Tensor, <targets>: (B, ...) Tensor, ...}`` for ``B = len(indices)``."""
-
-    @property
-    def num_samples(self) -> int: ...
-
-    def batch(self, indices: list[int], epoch: int) -> dict[str, Tensor]: ...
-
-
-class TrainLogger(Protocol):
-    """Experiment tracking (MLflow); only rank 0 calls it."""
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
-
-    def log_params(self, params: Mapping[str, Any]) -> None: ...
-
-    def log_artifact(self, path: Path) -> None: ...
-
-
-LossFn = Callable[[Any, dict[str, Tensor]], Mapping[str, Tensor]]
-ValidateFn = Callable[[nn.Module, int], Mapping[str, float]]
-PreprocessFn = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -105,173 +88,6 @@ class FitResult:
     val_history: list[dict[str, float]]
     latest: Path
     best: Path | None
-
-
-@dataclass
-class _Progress:
-    """The counters a checkpoint restores."""
-
-    epoch: int = 0
-    global_step: int = 0
-    best_metric: float | None = None
-    best_epoch: int | None = None
-    val_history: list[dict[str, float]] = field(default_factory=list)
-
-
-@dataclass
-class _Parts:
-    """Everything training updates; what a checkpoint saves and restores."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    ema: ModelEMA | None
-
-    def state_dict(self, progress: _Progress, cfg: TrainConfig, metric_name: str) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": capture_rng_state(),
-            "epoch": progress.epoch,
-            "global_step": progress.global_step,
-            "best_metric": progress.best_metric,
-            "best_epoch": progress.best_epoch,
-            "metric_name": metric_name,
-            "val_history": progress.val_history,
-            "config": dataclasses.asdict(cfg),
-        }
-
-    def load_state_dict(self, ckpt: dict[str, Any]) -> _Progress:
-        self.model.load_state_dict(ckpt["model"])
-        if self.ema is not None:
-            if ckpt["ema"] is None:
-                warnings.warn("the checkpoint has no EMA; the average restarts from the current weights", stacklevel=3)
-            else:
-                self.ema.load_state_dict(ckpt["ema"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.scaler.is_enabled() and ckpt["scaler"]:
-            self.scaler.load_state_dict(ckpt["scaler"])
-        restore_rng_state(ckpt["rng"])
-        return _Progress(
-            epoch=int(ckpt["epoch"]),
-            global_step=int(ckpt["global_step"]),
-            best_metric=ckpt["best_metric"],
-            best_epoch=ckpt["best_epoch"],
-            val_history=list(ckpt["val_history"]),
-        )
-
-
-@dataclass(frozen=True)
-class _Step:
-    """The fixed pieces of one optimizer step."""
-
-    cfg: TrainConfig
-    device: torch.device
-    train_model: nn.Module
-    loss_fn: LossFn
-    autocast: Callable[[], AbstractContextManager]
-    accum_steps: int
-    preprocess: PreprocessFn | None = None
-
-
-class _Batches(torch.utils.data.Dataset):
-    """Adapts :class:`TrainData` to a DataLoader whose keys are ``(epoch, sample indices)``."""
-
-    def __init__(self, data: TrainData) -> None:
-        self.data = data
-
-    def __getitem__(self, key: tuple[int, tuple[int, ...]]) -> dict[str, Tensor]:
-        epoch, indices = key
-        return self.data.batch(list(indices), epoch)
-
-
-class _Keys(torch.utils.data.Sampler):
-    def __init__(self, sampler: GlobalBatchSampler) -> None:
-        self.sampler = sampler
-
-    def __iter__(self):
-        return ((self.sampler.epoch, tuple(mb.indices)) for mb in self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-def _autocast(amp: str, device: torch.device) -> Callable[[], AbstractContextManager]:
-    if amp == "off":
-        return contextlib.nullcontext
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError(
-            f"train.amp 'fp16' needs a CUDA device (float16 with a gradient scaler), this run is on {device}; "
-            "use 'bf16' (supported on CPU) or 'off'"
-        )
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
-
-
-def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
-
-def _forward_backward(
-    step: _Step, scaler: torch.amp.GradScaler, batch: dict[str, Any], sync: bool
-) -> dict[str, Tensor]:
-    """Forward, loss and backward of one micro-batch; returns the detached losses incl. their sum ``loss``."""
-    batch = _to_device(batch, step.device)
-    if step.preprocess is not None:
-        batch = step.preprocess(batch)
-    no_sync = not sync and isinstance(step.train_model, DistributedDataParallel)
-    with step.train_model.no_sync() if no_sync else contextlib.nullcontext():
-        with step.autocast():
-            outputs = step.train_model(batch[INPUTS_KEY])
-            losses = dict(step.loss_fn(outputs, batch))
-        if not losses:
-            raise ValueError("loss_fn returned no losses")
-        total = functools.reduce(torch.add, losses.values())
-        scaler.scale(total / step.accum_steps).backward()
-    return {"loss": total.detach().float(), **{k: v.detach().float() for k, v in losses.items()}}
-
-
-def _apply_gradients(step: _Step, parts: _Parts) -> tuple[float, float | None]:
-    """Clip (when asked), step the optimizer, scheduler and EMA; returns the LR used and the
-    gradient norm before clipping (None without clipping)."""
-    lr = float(parts.optimizer.param_groups[0]["lr"])
-    grad_norm = None
-    if step.cfg.grad_clip > 0:
-        parts.scaler.unscale_(parts.optimizer)
-        params = [p for g in parts.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, step.cfg.grad_clip))
-    parts.scaler.step(parts.optimizer)
-    parts.scaler.update()
-    parts.optimizer.zero_grad(set_to_none=True)
-    parts.scheduler.step()
-    if parts.ema is not None:
-        parts.ema.update(parts.model)
-    return lr, grad_norm
-
-
-class _LossWindow:
-    """Sums of the micro-batch losses since the last log line."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, Tensor] = {}
-        self.count = 0
-
-    def add(self, losses: dict[str, Tensor]) -> None:
-        for k, v in losses.items():
-            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
-        self.count += 1
-
-    def pop_mean(self) -> dict[str, float]:
-        """Mean over micro-batches and processes (a collective: every rank must call it)."""
-        keys = sorted(self.sums)
-        means = all_reduce_mean(torch.stack([self.sums[k] for k in keys]) / self.count).tolist()
-        self.sums, self.count = {}, 0
-        return dict(zip(keys, means, strict=True))
 
 
 def _validate(validate: ValidateFn, model: nn.Module, epoch: int, info: DistInfo) -> dict[str, float]:
@@ -342,7 +158,7 @@ def fit(
     problems = check_train_config(dataclasses.replace(cfg, nproc=info.world_size))
     if problems:
         raise ValueError("invalid training configuration:\n  - " + "\n  - ".join(problems))
-    autocast = _autocast(cfg.amp, device)
+    autocast = autocast_context(cfg.amp, device)
     seed_everything(cfg.seed, cfg.deterministic)
 
     sampler = GlobalBatchSampler(
@@ -352,14 +168,14 @@ def fit(
     model.to(device)
     freeze_modules(model, cfg.freeze, cfg.freeze_bn)
     optimizer = build_optimizer(model, cfg)
-    parts = _Parts(
+    parts = Parts(
         model=model,
         optimizer=optimizer,
         scheduler=build_scheduler(optimizer, total_steps, cfg),
         scaler=torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16"),
         ema=ModelEMA(model, cfg.ema_momentum, cfg.ema_gamma, cfg.ema_update_buffers) if cfg.ema else None,
     )
-    progress = _Progress()
+    progress = Counters()
     if resume is not None:
         ckpt = load_checkpoint(
             resume, map_location="cpu"
@@ -368,7 +184,7 @@ def fit(
         progress = parts.load_state_dict(ckpt)
         del ckpt
 
-    step = _Step(
+    step = Step(
         cfg=cfg,
         device=device,
         train_model=wrap_ddp(model, device, cfg.sync_bn),
@@ -378,9 +194,9 @@ def fit(
         preprocess=preprocess,
     )
     loader = torch.utils.data.DataLoader(
-        _Batches(data),
+        BatchDataset(data),
         batch_size=None,
-        sampler=_Keys(sampler),
+        sampler=BatchKeys(sampler),
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=cfg.num_workers > 0,
@@ -390,28 +206,37 @@ def fit(
     logger = logger if info.is_main else None  # only rank 0 logs
     if logger is not None:
         logger.log_params(dataclasses.asdict(cfg))
-    show_bar = info.is_main and cfg.progress and sys.stderr.isatty()
-    bar = tqdm(total=total_steps, initial=progress.global_step, disable=not show_bar, unit="step", dynamic_ncols=True)
-    try:
+    # a bar on a terminal, else a line every $POSECORE_PROGRESS_S seconds (default 30) in the log
+    bar = Progress(
+        "train", total=total_steps, unit="step", initial=progress.global_step, enabled=info.is_main and cfg.progress
+    )
+    with bar:  # closes the bar; logs the final line unless training failed
         for epoch in range(progress.epoch, cfg.epochs):
-            window = _LossWindow()  # log windows never span epochs, so logs repeat exactly after a resume
+            window = LossWindow()  # log windows never span epochs, so logs repeat exactly after a resume
             sampler.set_epoch(epoch)
-            bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+            bar.set_prefix(f"epoch {epoch + 1}/{cfg.epochs}")
             step.train_model.train()
             t0 = time.perf_counter()
             for mb, batch in zip(sampler, loader, strict=True):
-                window.add(_forward_backward(step, parts.scaler, batch, sync=mb.is_last))
+                window.add(forward_backward(step, parts.scaler, batch, sync=mb.is_last))
                 if not mb.is_last:
                     continue
-                lr, grad_norm = _apply_gradients(step, parts)
+                lr, grad_norm = apply_gradients(step, parts)
                 progress.global_step += 1
-                bar.update(1)
                 if progress.global_step % cfg.log_interval == 0:
                     metrics = {f"train/{k}": v for k, v in window.pop_mean().items()} | {"train/lr": lr}
                     if grad_norm is not None:
                         metrics["train/grad_norm"] = grad_norm
                     _report_step(metrics, progress, cfg, logger, bar)
+                bar.update(1)  # after the report: a progress line shows this step's loss
             progress.epoch = epoch + 1
+            epoch_s = time.perf_counter() - t0
+            if info.is_main:
+                took = format_duration(epoch_s)
+                status = "".join(f", {k}={v:.4g}" for k, v in bar.status.items())
+                _log.info(
+                    "epoch %d/%d done in %s (step %d%s)", progress.epoch, cfg.epochs, took, progress.global_step, status
+                )
 
             improved = False
             due = progress.epoch % cfg.val_interval == 0 or progress.epoch == cfg.epochs
@@ -431,7 +256,6 @@ def fit(
                     logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=progress.global_step)
                 _log.info("epoch %d validation: %s", progress.epoch, metrics)
             if logger is not None:
-                epoch_s = time.perf_counter() - t0
                 logger.log_metrics({"epoch": float(progress.epoch), "time/epoch_s": epoch_s}, step=progress.global_step)
             if info.is_main:
                 state = parts.state_dict(progress, cfg, metric_name)
@@ -440,8 +264,6 @@ def fit(
                 save_checkpoint(ckpt_dir / LATEST, state)
                 del state
             barrier()
-    finally:
-        bar.close()
     barrier()
     return FitResult(
         epochs=progress.epoch,
@@ -455,7 +277,7 @@ def fit(
 
 
 def _report_step(
-    metrics: dict[str, float], progress: _Progress, cfg: TrainConfig, logger: TrainLogger | None, bar: tqdm
+    metrics: dict[str, float], progress: Counters, cfg: TrainConfig, logger: TrainLogger | None, bar: Progress
 ) -> None:
     """Rank 0 logs (``logger`` None elsewhere); every rank checks the (all-reduced) loss is finite."""
     loss, lr = metrics["train/loss"], metrics["train/lr"]
@@ -466,6 +288,6 @@ def _report_step(
         )
     if logger is not None:
         logger.log_metrics(metrics, step=progress.global_step)
-    if is_main():
-        _log.info("step %d epoch %d loss %.5g lr %.3g", progress.global_step, progress.epoch + 1, loss, lr)
-    bar.set_postfix(loss=f"{loss:.4g}", lr=f"{lr:.3g}", refresh=False)
+    if is_main():  # every log_interval steps: DEBUG; the progress line (INFO) carries loss and lr
+        _log.debug("step %d epoch %d loss %.5g lr %.3g", progress.global_step, progress.epoch + 1, loss, lr)
+    bar.set_status(loss=loss, lr=lr)

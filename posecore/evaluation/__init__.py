@@ -3,7 +3,9 @@
 * :mod:`posecore.evaluation.functional` — vectorised numpy metrics and OKS-NMS (MMPose 1.x conventions);
 * :mod:`posecore.evaluation.coco` — :class:`CocoKeypointEvaluator` (rescoring, NMS, pycocotools);
 * :mod:`posecore.evaluation.keypoint_metrics` — split-level evaluators with per-keypoint tables;
-* :mod:`posecore.evaluation.reports` — per-keypoint and PCK-curve CSV writers.
+* :mod:`posecore.evaluation.reports` — per-keypoint and PCK-curve CSV writers;
+* :mod:`posecore.evaluation.topdown` — ``evaluate:`` params, the one prediction loop over a cached split
+  (:func:`~posecore.evaluation.topdown.predict_split`, a torch model or an ONNX predictor) and its scoring.
 """
 
 from posecore.evaluation.coco import (

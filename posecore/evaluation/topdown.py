@@ -8,10 +8,10 @@ inverse of each crop's warp, then scored against the split's ground-truth COCO f
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -22,7 +22,11 @@ from posecore.evaluation.coco import CocoKeypointEvaluator, KeypointPredictions
 from posecore.evaluation.functional import pck_curve
 from posecore.evaluation.keypoint_metrics import AUCEvaluator, EPEEvaluator, MetricReport, PCKEvaluator
 from posecore.metainfo import DatasetMeta
+from posecore.progress import Progress
 from posecore.transforms.geometry import invert_affine, transform_points
+
+METRICS_FILE = "metrics.json"
+"""The name of the evaluate stage's metrics file (DVC metrics) in its output folder."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,11 @@ class EvalConfig:
     @property
     def higher_is_better(self) -> bool:
         return self.metric != "EPE"
+
+    @property
+    def metrics_file(self) -> Path:
+        """``<out>/metrics.json``: the evaluate stage's metrics, which the export and register stages read."""
+        return Path(self.out) / METRICS_FILE
 
 
 def normalized_inputs(
@@ -74,26 +83,54 @@ class SplitPredictions:
         )
 
 
+class Predictor(Protocol):
+    """What :func:`predict_split` runs: a torch :class:`~posecore.models.estimator.PoseEstimator`, or an
+    ONNX Runtime session with its bundle's decoding (:class:`posecore.export.scoring.OnnxPredictor`).
+
+    ``predict`` takes normalised inputs (B, 3, h, w) float32 and returns keypoints (B, K, 2) in
+    model-input pixels and scores (B, K), flip-test averaged when ``flip_test``; ``mean``/``std``
+    (RGB, 0..255) normalise the cached uint8 crops; ``flip_indices`` has one entry per keypoint.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    flip_indices: Sequence[int]
+
+    def predict(self, inputs: Tensor, flip_test: bool) -> tuple[Tensor, Tensor]: ...
+
+
 @torch.no_grad()
 def predict_split(
-    model: nn.Module, split: CacheSplit, flip_test: bool, batch_size: int = 64, device: torch.device | None = None
+    model: Predictor, split: CacheSplit, flip_test: bool, batch_size: int = 64, device: torch.device | None = None
 ) -> SplitPredictions:
-    """Run ``model.predict`` over a preprocessed split and map keypoints back to image pixels."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    """Run ``model.predict`` over a preprocessed split and map keypoints back to image pixels.
+
+    The one prediction loop of validation, the evaluate stage, the export stage's ONNX accuracy and
+    the champion re-evaluation, so their numbers agree. A torch module is put in eval mode for the
+    loop (and back after) and fed on ``device`` (default: its parameters'); anything else runs as
+    it is. Reports progress as the ``evaluate`` step.
+    """
+    module = model if isinstance(model, nn.Module) else None
+    was_training = False
+    if module is not None:
+        device = device or next(module.parameters()).device
+        was_training = module.training
+        module.eval()
     kps, scores = [], []
     n = len(split)
     try:
-        for start in range(0, n, batch_size):
-            idx = np.arange(start, min(n, start + batch_size))
-            inputs = normalized_inputs(split, idx, model.mean, model.std).to(device)
-            kp, sc = model.predict(inputs, flip_test=flip_test)
-            to_image = invert_affine(torch.from_numpy(split.warp[idx]).to(torch.float64))
-            kps.append(transform_points(kp.cpu().to(torch.float64), to_image).to(torch.float32).numpy())
-            scores.append(sc.cpu().numpy().astype(np.float32))
+        with Progress("evaluate", total=n, unit="inst") as bar:
+            for start in range(0, n, batch_size):
+                idx = np.arange(start, min(n, start + batch_size))
+                inputs = normalized_inputs(split, idx, model.mean, model.std)
+                kp, sc = model.predict(inputs if device is None else inputs.to(device), flip_test=flip_test)
+                to_image = invert_affine(torch.from_numpy(split.warp[idx]).to(torch.float64))
+                kps.append(transform_points(kp.cpu().to(torch.float64), to_image).to(torch.float32).numpy())
+                scores.append(sc.cpu().numpy().astype(np.float32))
+                bar.update(len(idx))
     finally:
-        model.train(was_training)
+        if module is not None:
+            module.train(was_training)
     k = len(model.flip_indices)
     return SplitPredictions(
         np.concatenate(kps) if kps else np.zeros((0, k, 2), np.float32),

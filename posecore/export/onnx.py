@@ -33,14 +33,10 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import Tensor, nn
 
-from posecore.codecs import Codec
-from posecore.data.cache import CacheSplit, codec_config
-from posecore.evaluation.topdown import SplitPredictions, normalized_inputs
+from posecore.data.cache import codec_config
 from posecore.export.bundle import INPUT_NAME, METADATA_KEY, BundleInfo, bundle_meta_fields
 from posecore.metainfo import DatasetMeta
 from posecore.models.estimator import PoseEstimator
-from posecore.models.flip import average_flip, flip_outputs
-from posecore.transforms.geometry import invert_affine, transform_points
 
 Exporter = Literal["dynamo", "torchscript"]
 TORCHSCRIPT_MAX_OPSET = 20
@@ -377,41 +373,6 @@ def quantize(
     if info is not None:
         embed_metadata(out_path, info)
     return out_path
-
-
-# --------------------------------------------------------------------------- accuracy of an ONNX model
-
-
-@torch.no_grad()
-def predict_split_onnx(
-    session: ort.InferenceSession,
-    split: CacheSplit,
-    codec: Codec,
-    info: BundleInfo,
-    flip_test: bool,
-    batch_size: int = 64,
-) -> SplitPredictions:
-    """:func:`posecore.evaluation.topdown.predict_split` with ONNX Runtime running the network
-    (flip test by running the mirrored batch), decoded with ``codec`` and mapped to image pixels."""
-    kps, scores = [], []
-    n = len(split)
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, min(n, start + batch_size))
-        inputs = normalized_inputs(split, idx, info.mean, info.std)
-        outputs = {k: torch.from_numpy(v) for k, v in run_onnx(session, inputs.numpy()).items()}
-        if flip_test:
-            mirrored = {k: torch.from_numpy(v) for k, v in run_onnx(session, inputs.flip(-1).numpy()).items()}
-            back = flip_outputs(mirrored, info.flip_indices, info.shift_heatmap, info.input_size)
-            outputs = average_flip(outputs, back)
-        kp, sc = codec.decode(outputs)
-        to_image = invert_affine(torch.from_numpy(split.warp[idx]).to(torch.float64))
-        kps.append(transform_points(kp.to(torch.float64), to_image).to(torch.float32).numpy())
-        scores.append(sc.numpy().astype(np.float32))
-    k = info.num_keypoints
-    return SplitPredictions(
-        np.concatenate(kps) if kps else np.zeros((0, k, 2), np.float32),
-        np.concatenate(scores) if scores else np.zeros((0, k), np.float32),
-    )
 
 
 def file_mb(path: str | Path) -> float:

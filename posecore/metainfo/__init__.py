@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from posecore.datasets.validation import DataValidationError, Problem
+from posecore.validation import DataValidationError, Problem
 
 _BUILTIN_DIR = Path(__file__).resolve().parent
 _TOP_KEYS = {"name", "description", "keypoints", "skeleton", "joint_weights", "sigmas"}

@@ -25,8 +25,8 @@ import posecore.models.heads  # noqa: F401
 import posecore.models.necks  # noqa: F401
 from posecore.codecs import Codec, build_codec
 from posecore.metainfo import DatasetMeta
-from posecore.models.flip import average_flip, flip_outputs
 from posecore.models.builders import BACKBONES, HEADS, NECKS
+from posecore.models.flip import average_flip, flip_outputs
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 

@@ -176,18 +176,5 @@ def build_transform(name: str, **kwargs: Any) -> Transform:
     Raises ValueError for an unknown name (listing the available ones), an unknown keyword
     (listing the fields) or a missing required field.
     """
-    cls = _lookup(name)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(kwargs) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"transform {name!r} ({cls.__name__}) has no field(s) {', '.join(unknown)}; its fields are: {', '.join(fields)}"
-        )
-    missing = [
-        f.name
-        for f in fields.values()
-        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ValueError(f"transform {name!r} ({cls.__name__}) needs field(s) {', '.join(missing)}")
-    return cls(**kwargs)
+    _lookup(name)
+    return _TRANSFORMS.build(name, **kwargs)

@@ -21,10 +21,12 @@ from typing import Any
 import torch
 import yaml
 
-from posecore.config import EncodeParams, Params, SynthParams, parse_params
-from posecore.data.cache import build_cache, open_cache
+from posecore.config import Params, parse_params
+from posecore.data.build import build_cache
+from posecore.data.cache import open_cache
+from posecore.data.config import EncodeParams
 from posecore.datasets.converters import SourceSpec, convert
-from posecore.datasets.synthetic import generate
+from posecore.datasets.synthetic import SynthParams, generate
 from posecore.engine.checkpoint import BEST, save_checkpoint
 from posecore.metainfo import load_meta
 from posecore.models.estimator import ModelSpec, PoseEstimator, build_estimator
@@ -143,7 +145,7 @@ def _build(root: Path, steps: int, seed: int) -> TinyRun:
 
 def start_mlflow_run(train_dir: Path, store: Path) -> str:
     """A finished MLflow run in a SQLite store under ``store``, its id file in ``train_dir`` (as ``train`` leaves it)."""
-    from posecore.tracking import MlflowRun
+    from posecore.experiment import MlflowRun
 
     store.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{store / 'mlflow.db'}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,8 @@ import pytest
 import torch
 
 from posecore.codecs import build_codec
-from posecore.data.cache import CachedTopdownData, CacheSpec, build_cache, cache_key, open_cache
+from posecore.data.build import build_cache
+from posecore.data.cache import CachedTopdownData, CacheSpec, cache_key, open_cache
 from posecore.datasets.coco import CocoPoseDataset, load_image
 from posecore.datasets.converters import SourceSpec, convert
 from posecore.metainfo import load_meta
@@ -130,6 +133,23 @@ def test_cache_key_tracks_what_it_was_built_from(coco_sample: Path, cache: Path)
         open_cache(cache, cache_key(coco_sample, CacheSpec(context=2.0, crop_scale=4.0, shard_size=4), _codec()))
 
 
+def test_building_reports_progress_per_split(
+    coco_sample: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSECORE_PROGRESS_S", "0")
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal: lines, not a bar
+    caplog.set_level(logging.INFO, logger="posecore.progress")
+    report = build_cache(coco_sample, tmp_path / "cache", CacheSpec(crop_scale=0.5), _codec())
+    done = [r.getMessage() for r in caplog.records if "done in" in r.getMessage()]
+    counts = report["counts"]
+    assert counts["train"] > 0
+    assert [line.split(" (")[0] for line in done] == [
+        f"encode: {split} {kind} | {n}/{n} inst"
+        for split, kind, n in (("train", "crops", counts["train"]), ("val", "inputs", counts["val"]))
+        if n  # the sample's val split may be empty: nothing to report
+    ]
+
+
 def test_missing_cache_says_how_to_build_it(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="dvc repro encode"):
         open_cache(tmp_path)
@@ -148,7 +168,7 @@ def test_batches_do_not_depend_on_how_samples_are_split(cache: Path) -> None:
 
 
 def test_failed_build_leaves_nothing(coco_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import posecore.data.cache as cache_module
+    import posecore.data.build as cache_module
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from posecore.datasets.coco import CocoPoseDataset, PoseImage, PoseInstance, load_image, xywh_to_xyxy_clipped
-from posecore.datasets.validation import DataValidationError
 from posecore.metainfo import resolve_meta_path
+from posecore.validation import DataValidationError
 
 K = 17
 

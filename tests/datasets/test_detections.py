@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from posecore.datasets.detections import read_detection_results
-from posecore.datasets.validation import DataValidationError
+from posecore.validation import DataValidationError
 
 
 def _file(tmp_path: Path, records: object) -> Path:

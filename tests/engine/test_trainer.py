@@ -3,6 +3,8 @@ checkpoint selection, logging, AMP and freezing, on the toy run of ``_ddp_script
 
 from __future__ import annotations
 
+import io
+import logging
 import signal
 from pathlib import Path
 from types import ModuleType
@@ -179,6 +181,30 @@ def test_logger_gets_config_and_periodic_metrics(tmp_path: Path, toy: ModuleType
     # the LR of step 4 (0-based): warm-up 0.1 -> 1 over 5 steps
     assert train[0][1]["train/lr"] == pytest.approx(0.02 * (0.1 + 0.9 * 4 / 5))
     assert [s for s, m in logger.metrics if "val/neg_mse" in m] == [10, 20]
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_lines_and_epoch_results_reach_the_log(
+    tmp_path: Path, toy: ModuleType, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, progress: bool
+) -> None:
+    monkeypatch.setenv("POSECORE_PROGRESS_S", "0")
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # not a terminal: lines, not a bar
+    caplog.set_level(logging.INFO, logger="posecore")
+    _fit(toy, tmp_path, progress=progress)
+    lines = [r.getMessage() for r in caplog.records if r.name == "posecore.progress"]
+    if progress:
+        assert len(lines) == 21  # one per step (interval 0) and the final one
+        assert lines[0].startswith("train: epoch 1/2 | 1/20 step (5.0%) | ") and "ETA" in lines[0]
+        assert "loss=" not in lines[3] and "loss=" in lines[4] and "lr=" in lines[4]  # from step 5 (log_interval)
+        assert lines[-1].startswith("train: epoch 2/2 | 20/20 step (100.0%)") and "done in" in lines[-1]
+    else:
+        assert lines == []
+    engine = [r.getMessage() for r in caplog.records if r.name == "posecore.engine"]
+    assert [m.split(" done in ")[0] for m in engine if " done in " in m] == ["epoch 1/2", "epoch 2/2"]
+    assert "(step 10, loss=" in engine[0]
+    if progress:  # the line of an epoch's last step shows the loss the epoch ended with
+        assert f"(step 10, {lines[9].split(' | ')[-1].replace(' ', ', ')})" in engine[0]
+    assert sum(m.startswith(("epoch 1 validation", "epoch 2 validation")) for m in engine) == 2
 
 
 def test_amp_bf16_runs_on_cpu_and_fp16_is_refused(tmp_path: Path, toy: ModuleType) -> None:

@@ -1,4 +1,8 @@
-"""Shipped dataset meta YAML files, the loader's validation, user schemas and ``posecore meta``."""
+"""Shipped dataset meta YAML files, the loader's validation, user schemas and ``posecore meta``.
+
+One module (~500 lines) because :mod:`posecore.metainfo` is one module: its loader, its
+validation and the command that prints it share the user-schema fixtures below.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from posecore.datasets.validation import DataValidationError
 from posecore.metainfo import available_metas, load_meta
+from posecore.validation import DataValidationError
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "posecore" / "metainfo"
 

@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from registry_store import tiny_bundle  # tests/_helpers (put on sys.path by tests/conftest.py)
 
 from posecore.config import Params, load_params
 from posecore.io import atomic_write_json
 from posecore.registry import CHAMPION, RegisterConfig
 from stages.register import main, run
-
-# The tiny bundle builder lives with the registry tests; load it from there rather than copy it.
-_spec = importlib.util.spec_from_file_location(
-    "_registry_tests", Path(__file__).parents[1] / "test_registry_promotion.py"
-)
-assert _spec is not None and _spec.loader is not None
-_registry_tests = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_registry_tests)
-tiny_bundle = _registry_tests.tiny_bundle
 
 
 @pytest.fixture()

@@ -1,75 +1,74 @@
 """Converters from native keypoint formats to the canonical COCO keypoint dataset.
 
 To add a format, write a module here with one function decorated by
-``@register_converter("name")`` that parses the native files into
-:class:`RawSplit` objects, and import it at the bottom of this file::
+``@register_converter("name")`` (from ``_base.py``) that parses the native files into
+:class:`RawSplit` objects, and add the module to the imports below::
 
-    @register_converter("myformat")
+    @register_converter("myformat", default_meta="coco")
     def convert_myformat(spec: SourceSpec, meta: DatasetMeta) -> list[RawSplit]:
         ...
 
 Validation, ``--drop-invalid``, the train/val split and the atomic write are shared
-(see ``_base.py``); a converter never writes files itself.
+(see ``_base.py``); a converter never writes files itself. The lookups
+(:func:`available_converters`, :func:`get_converter`) live here, below the imports of every
+converter module, so the registry they read is always complete.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from pathlib import Path
 
-from posecore.datasets.converters._base import ConvertReport, RawSplit, SourceSpec, convert
-from posecore.metainfo import DatasetMeta
+from posecore.datasets.converters import aic, coco, coco_wholebody, crowdpose, dlc, lsp, mpii
+from posecore.datasets.converters._base import (
+    CONVERTERS,
+    ConverterFn,
+    ConvertReport,
+    RawSplit,
+    SourceSpec,
+    finalize_splits,
+    register_converter,
+    write_canonical,
+)
+from posecore.io import atomic_write_json
+from posecore.metainfo import load_meta
+from posecore.validation import summarize
 
-ConverterFn = Callable[[SourceSpec, DatasetMeta], list[RawSplit]]
-_CONVERTERS: dict[str, ConverterFn] = {}
-
-
-def register_converter(name: str, default_meta: str = "coco") -> Callable[[ConverterFn], ConverterFn]:
-    def deco(fn: ConverterFn) -> ConverterFn:
-        if name in _CONVERTERS:
-            raise ValueError(f"converter {name!r} registered twice")
-        _CONVERTERS[name] = fn
-        _DEFAULT_META[name] = default_meta
-        return fn
-
-    return deco
-
-
-_DEFAULT_META: dict[str, str] = {}
+_BUILTIN = (aic, coco, coco_wholebody, crowdpose, dlc, lsp, mpii)  # importing a module registers its converter
 
 
 def default_meta(name: str) -> str:
     """The meta a format uses unless ``--meta``/``data.meta`` says otherwise."""
-    return _DEFAULT_META.get(name, "coco")
+    return CONVERTERS.info(name)["default_meta"] if name in CONVERTERS else "coco"
 
 
 def available_converters() -> list[str]:
-    return sorted(_CONVERTERS)
+    return CONVERTERS.names()
 
 
 def get_converter(name: str) -> ConverterFn:
-    if name not in _CONVERTERS:
+    if name not in CONVERTERS:
         raise ValueError(f"unknown data.source {name!r}; choose one of: {', '.join(available_converters())}")
-    return _CONVERTERS[name]
+    return CONVERTERS.get(name)
+
+
+def convert(spec: SourceSpec, out_dir: str | Path) -> ConvertReport:
+    """Convert ``spec`` into the canonical dataset at ``out_dir`` (replaced atomically)."""
+    meta = load_meta(spec.meta)
+    raw = get_converter(spec.source)(spec, meta)
+    splits, dropped, dropped_problems = finalize_splits(raw, meta, spec)
+    counts = write_canonical(splits, meta, spec, Path(out_dir))
+    report = ConvertReport(Path(out_dir), counts, dropped, summarize(dropped_problems))
+    atomic_write_json(Path(out_dir) / "report.json", report.to_dict(), indent=2)
+    return report
 
 
 __all__ = [
     "ConvertReport",
     "RawSplit",
     "SourceSpec",
-    "convert",
-    "register_converter",
     "available_converters",
-    "get_converter",
+    "convert",
     "default_meta",
+    "get_converter",
+    "register_converter",
 ]
-
-# Importing the modules registers them.
-from posecore.datasets.converters import (  # noqa: E402,F401  # noqa: E402,F401
-    aic,
-    coco,  # noqa: E402,F401
-    coco_wholebody,
-    crowdpose,
-    dlc,
-    lsp,
-    mpii,
-)

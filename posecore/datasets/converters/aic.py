@@ -15,8 +15,7 @@ the folders of the original archives. See :mod:`.coco` for the normalisation.
 
 from __future__ import annotations
 
-from posecore.datasets.converters import register_converter
-from posecore.datasets.converters._base import RawSplit, SourceSpec
+from posecore.datasets.converters._base import RawSplit, SourceSpec, register_converter
 from posecore.datasets.converters.coco import parse_coco_layout
 from posecore.metainfo import DatasetMeta
 

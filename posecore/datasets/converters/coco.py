@@ -38,10 +38,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from posecore.datasets.converters import register_converter
-from posecore.datasets.converters._base import RawSplit, SourceSpec, split_layout
-from posecore.datasets.validation import Problem
+from posecore.datasets.converters._base import RawSplit, SourceSpec, register_converter, split_layout
 from posecore.metainfo import DatasetMeta
+from posecore.validation import Problem
 
 IMAGE_KEYS = ("id", "file_name", "width", "height")
 ANNOTATION_KEYS = ("id", "image_id", "bbox", "keypoints", "area", "iscrowd")

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from posecore.datasets.converters import register_converter
-from posecore.datasets.converters._base import RawSplit, SourceSpec
+from posecore.datasets.converters._base import RawSplit, SourceSpec, register_converter
 from posecore.datasets.converters.coco import FieldError, parse_coco_layout
 from posecore.metainfo import DatasetMeta
 

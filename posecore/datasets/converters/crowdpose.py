@@ -12,8 +12,7 @@ CrowdPose files; like every format, it is recomputed from the visibility flags.
 
 from __future__ import annotations
 
-from posecore.datasets.converters import register_converter
-from posecore.datasets.converters._base import RawSplit, SourceSpec
+from posecore.datasets.converters._base import RawSplit, SourceSpec, register_converter
 from posecore.datasets.converters.coco import parse_coco_layout
 from posecore.metainfo import DatasetMeta
 

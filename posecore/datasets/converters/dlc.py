@@ -40,10 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posecore.datasets.converters import register_converter
-from posecore.datasets.converters._base import RawSplit, SourceSpec, image_size, keypoint_box, split_layout
-from posecore.datasets.validation import DataValidationError, Problem
+from posecore.datasets.converters._base import (
+    RawSplit,
+    SourceSpec,
+    image_size,
+    keypoint_box,
+    register_converter,
+    split_layout,
+)
 from posecore.metainfo import DatasetMeta
+from posecore.validation import DataValidationError, Problem
 
 HEADERS = ("scorer", "individuals", "bodyparts", "coords")
 MISSING = ("", "nan", "NaN", "NAN")

@@ -43,10 +43,16 @@ from pathlib import Path
 import numpy as np
 from scipy.io import loadmat
 
-from posecore.datasets.converters import register_converter
-from posecore.datasets.converters._base import RawSplit, SourceSpec, image_size, keypoint_box, split_layout
-from posecore.datasets.validation import DataValidationError, Problem
+from posecore.datasets.converters._base import (
+    RawSplit,
+    SourceSpec,
+    image_size,
+    keypoint_box,
+    register_converter,
+    split_layout,
+)
 from posecore.metainfo import DatasetMeta
+from posecore.validation import DataValidationError, Problem
 
 
 def _read_joints(path: Path, k: int, meta_name: str) -> tuple[np.ndarray, bool]:

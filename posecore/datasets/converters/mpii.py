@@ -39,10 +39,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-from posecore.datasets.converters import register_converter
-from posecore.datasets.converters._base import RawSplit, SourceSpec, clip_box, image_size, keypoint_box, split_layout
-from posecore.datasets.validation import DataValidationError, Problem
+from posecore.datasets.converters._base import (
+    RawSplit,
+    SourceSpec,
+    clip_box,
+    image_size,
+    keypoint_box,
+    register_converter,
+    split_layout,
+)
 from posecore.metainfo import DatasetMeta
+from posecore.validation import DataValidationError, Problem
 
 PIXEL_STD = 200.0
 CENTER_SHIFT = 15.0  # px per unit of scale, added to center y (MMPose)

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from posecore.models.backbones._common import Backbone, ConvBNAct, check_out_indices, finish
-from posecore.models.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
 from posecore.models.builders import BACKBONES
+from posecore.models.pretrained import EFFICIENTNET_LITE_MEAN, EFFICIENTNET_LITE_STD
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from posecore.datasets.converters import SourceSpec, convert, default_meta
-from posecore.datasets.validation import DataValidationError
+from posecore.validation import DataValidationError
 
 SAMPLE = "test_aic.json"
 

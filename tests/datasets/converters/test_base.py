@@ -3,7 +3,9 @@
 Each case in :data:`BAD_INPUTS` breaks one thing in a small, valid COCO keypoint
 fixture (three images, three annotations) and runs through the ``coco`` converter.
 The same table drives the reject, drop-invalid and CLI tests, and generates the bad
-input table of the README (checked by ``test_readme_lists_every_bad_input``).
+input table of the README (checked by ``test_readme_lists_every_bad_input``). The table is
+why this module is long (~500 lines): every row is one bad input, and one table keeps the
+four uses of it in step.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from PIL import Image
 
 from posecore.cli import main
 from posecore.datasets.converters import SourceSpec, convert
-from posecore.datasets.validation import DataValidationError
 from posecore.metainfo import load_meta
+from posecore.validation import DataValidationError
 
 SHARED_DATA = Path(
     os.environ.get("POSECORE_SHARED_DATA", Path(__file__).resolve().parents[3].parent / "shared" / "data")
@@ -451,7 +453,8 @@ def test_cli_exits_2_and_prints_the_problems(
     argv = ["convert", "--format", "coco", "--root", str(src.root), "--ann", f"all={src.ann.name}", "--out", str(out)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ")
+    assert "\nerror: " in f"\n{err}"  # a line of its own, after the progress lines
+    assert "Traceback" not in err
     assert f"{src.ann}: {case.record}" in err and f"field '{case.field}'" in err and case.message in err
     assert "--drop-invalid" in err
     assert not out.exists()

@@ -19,8 +19,8 @@ from pycocotools.cocoeval import COCOeval
 
 from posecore.cli import main
 from posecore.datasets.converters import SourceSpec, convert, default_meta
-from posecore.datasets.validation import DataValidationError
 from posecore.metainfo import load_meta
+from posecore.validation import DataValidationError
 
 # (test id, format, meta, folder under mmpose_samples, annotation file)
 SAMPLES = [

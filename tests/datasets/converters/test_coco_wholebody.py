@@ -10,8 +10,8 @@ import pytest
 
 from posecore.datasets.converters import SourceSpec, convert, default_meta
 from posecore.datasets.converters.coco_wholebody import PARTS, wholebody_keypoints
-from posecore.datasets.validation import DataValidationError
 from posecore.metainfo import load_meta
+from posecore.validation import DataValidationError
 
 SAMPLE = "test_coco_wholebody.json"
 

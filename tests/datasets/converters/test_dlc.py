@@ -15,8 +15,8 @@ from pycocotools.cocoeval import COCOeval
 
 from posecore.cli import main
 from posecore.datasets.converters import SourceSpec, convert
-from posecore.datasets.validation import DataValidationError
 from posecore.metainfo import load_meta
+from posecore.validation import DataValidationError
 
 pytestmark = pytest.mark.real_data
 

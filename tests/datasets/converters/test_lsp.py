@@ -15,8 +15,8 @@ from scipy.io import loadmat, savemat
 
 from posecore.cli import main
 from posecore.datasets.converters import SourceSpec, convert
-from posecore.datasets.validation import DataValidationError
 from posecore.metainfo import load_meta
+from posecore.validation import DataValidationError
 
 pytestmark = pytest.mark.real_data
 

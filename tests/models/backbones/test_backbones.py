@@ -20,8 +20,8 @@ import posecore.models.backbones  # noqa: F401  (registers the backbones)
 from posecore.models.backbones._common import Backbone
 from posecore.models.backbones.cspnext import SPPFBottleneck
 from posecore.models.backbones.efficientnet_lite import Conv2dSame
-from posecore.models.pretrained import WEIGHTS, PretrainedWeights, PretrainedWeightsError, load_pretrained
 from posecore.models.builders import BACKBONES
+from posecore.models.pretrained import WEIGHTS, PretrainedWeights, PretrainedWeightsError, load_pretrained
 
 BATCH, HEIGHT, WIDTH = 2, 64, 48
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from posecore.codecs import build_codec
-from posecore.models.heads import PoseHead
 from posecore.models.builders import HEADS, LOSSES
+from posecore.models.heads import PoseHead
 
 
 def _load_recipes():

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import posecore.models.losses  # noqa: F401  (registers the losses)
-from posecore.models.losses import RealNVP
 from posecore.models.builders import LOSSES
+from posecore.models.losses import RealNVP
 
 B, K = 2, 4
 

@@ -1,125 +1,25 @@
-"""posecore.tracking against a throw-away SQLite store in tmp_path (never the repo's mlflow.db)."""
+"""posecore.experiment.run: the training's MLflow run, reopened by later stages, and the other ranks' logger."""
 
 from __future__ import annotations
 
 import dataclasses
-import http.server
 import json
 import os
-import shutil
-import socket
-import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
 from mlflow import MlflowClient
-from PIL import Image
 
 from posecore.config import Params
-from posecore.tracking import (
-    MAX_PARAM_LENGTH,
-    MlflowRun,
-    NullLogger,
-    TrackingConfig,
-    TrackingUnavailable,
-    check_reachable,
-    lineage_tags,
-    make_logger,
-    open_existing_run,
-    plot_curves,
-    resolve_tracking_uri,
-)
-
-CONVERT_MD5 = "0123456789abcdef0123456789abcdef.dir"
-ENCODE_MD5 = "fedcba9876543210fedcba9876543210.dir"
-DVC_LOCK = f"""schema: '2.0'
-stages:
-  synth:
-    cmd: python -m stages.synth
-    outs:
-    - path: data/synthetic
-      hash: md5
-      md5: 11111111111111111111111111111111.dir
-  convert:
-    cmd: python -m stages.convert
-    outs:
-    - path: data/converted
-      hash: md5
-      md5: {CONVERT_MD5}
-      size: 1234
-      nfiles: 3
-  encode:
-    cmd: python -m stages.encode
-    outs:
-    - path: data/cache
-      hash: md5
-      md5: {ENCODE_MD5}
-"""
+from posecore.experiment import MAX_PARAM_LENGTH, MlflowRun, NullLogger, TrackingConfig, make_logger, open_existing_run
+from posecore.experiment.run import read_run_id_file
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
-        monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised, empty SQLite store; creating one runs MLflow's migrations (several seconds)."""
-    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{db}").search_experiments()
-    return db
-
-
-@pytest.fixture
-def uri(tmp_path: Path, empty_store: Path) -> str:
-    """A store of this test's own: a copy of the empty one."""
-    (tmp_path / "store").mkdir()
-    shutil.copyfile(empty_store, tmp_path / "store" / "mlflow.db")
-    return f"sqlite:///{tmp_path}/store/mlflow.db"
-
-
-@pytest.fixture
-def cfg(uri: str, tmp_path: Path) -> TrackingConfig:
-    return TrackingConfig(
-        tracking_uri=uri,
-        experiment="test",
-        run_name="unit",
-        system_metrics=False,
-        artifact_location=(tmp_path / "artifacts").as_uri(),
-    )
-
-
-@pytest.fixture
-def repo(tmp_path: Path) -> tuple[Path, str]:
-    """A git repository with one commit and a dvc.lock; returns (root, commit)."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_SYSTEM": os.devnull}
-
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True, env=env)
-        return out.stdout.strip()
-
-    git("init", "-q")
-    (root / "dvc.lock").write_text(DVC_LOCK)
-    (root / "README.md").write_text("test\n")
-    git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
-    return root, git("rev-parse", "HEAD")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_train_run_params_tags_metrics_artifacts(cfg: TrackingConfig, uri: str, repo, tmp_path: Path) -> None:
+def test_train_run_params_tags_metrics_artifacts(
+    cfg: TrackingConfig, uri: str, repo, dvc_hashes: dict[str, str], tmp_path: Path
+) -> None:
     root, commit = repo
     run_file = tmp_path / "models" / "mlflow_run.json"
     params = Params()
@@ -157,9 +57,9 @@ def test_train_run_params_tags_metrics_artifacts(cfg: TrackingConfig, uri: str, 
     assert t["git.commit"] == commit
     assert t["mlflow.source.git.commit"] == commit
     assert t["git.dirty"] == "false"
-    assert t["dvc.convert.md5"] == CONVERT_MD5
-    assert t["dvc.encode.md5"] == ENCODE_MD5
-    assert t["data.version"] == CONVERT_MD5
+    assert t["dvc.convert.md5"] == dvc_hashes["convert"]
+    assert t["dvc.encode.md5"] == dvc_hashes["encode"]
+    assert t["data.version"] == dvc_hashes["convert"]
     assert "dvc.synth.md5" not in t
     assert t["posecore.stage"] == "train"
     for key in ("torch.version", "cuda.available", "python.version", "host", "world_size", "device.name"):
@@ -292,98 +192,15 @@ def test_other_ranks_log_nothing(cfg: TrackingConfig, tmp_path: Path) -> None:
     assert MlflowClient(cfg.tracking_uri).get_experiment_by_name("test") is None
 
 
-@pytest.mark.timeout(20)  # a guard against MLflow's minutes of retries, not a speed test
-def test_unreachable_server_fails_fast_with_the_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
-    with pytest.raises(TrackingUnavailable, match="not reachable") as err:
-        make_logger(TrackingConfig(connect_timeout_s=2), None, tmp_path, 0, tmp_path / "run.json")
-    assert dead in str(err.value)
-    assert "connection refused" in str(err.value)
-    assert "MLFLOW_TRACKING_URI" in str(err.value)
-    assert not (tmp_path / "run.json").exists()
-    assert isinstance(err.value, RuntimeError)
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    status = 200
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.send_response(self.status)
-        self.end_headers()
-        self.wfile.write(b"OK")
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def http_server() -> Iterator[tuple[str, type[_Handler]]]:
-    handler = type("Handler", (_Handler,), {})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
-
-
-def test_healthy_server_passes_unhealthy_fails(http_server: tuple[str, type[_Handler]]) -> None:
-    url, handler = http_server
-    check_reachable(url, timeout=2)
-    handler.status = 503
-    with pytest.raises(TrackingUnavailable, match="HTTP 503"):
-        check_reachable(url, timeout=2)
-    handler.status = 401
-    with pytest.raises(TrackingUnavailable, match="MLFLOW_TRACKING_TOKEN"):
-        check_reachable(url, timeout=2)
-
-
-def test_local_stores_are_not_checked() -> None:
-    check_reachable("sqlite:////nonexistent/dir/mlflow.db", timeout=0.1)
-
-
-def test_resolve_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    repo_root = tmp_path / "repo"
-    assert resolve_tracking_uri(TrackingConfig(), "repo") == f"sqlite:///{repo_root}/mlflow.db"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
-    assert resolve_tracking_uri(TrackingConfig(), repo_root) == "http://mlflow:5000"
-    assert resolve_tracking_uri(TrackingConfig(tracking_uri="sqlite:////x.db"), repo_root) == "sqlite:////x.db"
-
-
-def test_lineage_without_git_or_dvc_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    tags = lineage_tags(tmp_path)
-    assert "git.commit" not in tags and "data.version" not in tags
-    assert tags["world_size"] == "4"
-    assert tags["python.version"].count(".") == 2
-
-
-def test_lineage_dirty_tree(repo) -> None:
-    root, commit = repo
-    (root / "README.md").write_text("changed\n")
-    tags = lineage_tags(root)
-    assert tags["git.commit"] == commit
-    assert tags["git.dirty"] == "true"
-
-
-def test_plot_curves_writes_a_png(tmp_path: Path) -> None:
-    history = {
-        "train/loss": [(s, 1 / s) for s in range(1, 101)],
-        "train/lr": [(s, 0.001) for s in range(1, 101)],
-        "val/AP": [(50, 0.3), (100, 0.5)],
-        "val/AR": [],
-    }
-    out = plot_curves(history, tmp_path / "plots" / "curves.png")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with Image.open(out) as img:
-        img.verify()
-    with Image.open(out) as img:
-        assert img.format == "PNG" and img.width > 400 and img.height > 200
-    empty = plot_curves({}, tmp_path / "empty.png")
-    assert empty.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_run_id_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="run the train stage first"):
+        read_run_id_file(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not an MLflow run id file"):
+        read_run_id_file(tmp_path / "bad.json")
+    (tmp_path / "empty.json").write_text("{}")
+    with pytest.raises(ValueError, match="has no run_id"):
+        read_run_id_file(tmp_path / "empty.json")
 
 
 class _LineData:

@@ -1,6 +1,6 @@
 """The registered model's Python side: person crops in, keypoints out, on onnxruntime (no torch).
 
-:func:`posecore.registry.log_bundle` logs :class:`BundlePoseModel` with the bundle folder as its
+:func:`posecore.registry.bundle.log_bundle` logs :class:`BundlePoseModel` with the bundle folder as its
 artifact ``bundle`` and posecore's sources as code, so ``mlflow models serve`` and
 ``mlflow.pyfunc.load_model`` need only numpy, onnxruntime, opencv and pandas.
 

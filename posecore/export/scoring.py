@@ -1,0 +1,107 @@
+"""Accuracy of an exported model: an ONNX Runtime session scored on the cached val split.
+
+The export stage's ``onnx_AP``/``int8_AP`` and the champion re-evaluation flow's numbers both come
+from :func:`score_onnx`, which runs :func:`posecore.evaluation.topdown.predict_split` (the loop
+that scores the torch model too) with :class:`OnnxPredictor` and the evaluate stage's scoring.
+So right after a pipeline run, re-evaluating the registered bundle reproduces ``onnx_AP``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from posecore.codecs import Codec
+from posecore.data.cache import CacheSpec, CacheSplit, cache_key, codec_from_config, open_cache
+from posecore.datasets.layout import DatasetLayout
+from posecore.evaluation.topdown import EvalConfig, EvalResult, metric_names, predict_split, score_predictions
+from posecore.export.bundle import BundleInfo
+from posecore.export.onnx import ort_session, run_onnx
+from posecore.metainfo import DatasetMeta, load_meta
+from posecore.models.flip import average_flip, flip_outputs
+
+
+@dataclass(frozen=True)
+class OnnxPredictor:
+    """An ONNX Runtime session with its bundle's decoding, as :func:`predict_split` runs it.
+
+    ``predict``: normalised inputs (B, 3, h, w) float32 -> keypoints (B, K, 2) in model-input
+    pixels, scores (B, K). Flip test runs the mirrored batch, flips its outputs back and averages
+    them, as :meth:`PoseEstimator.flip_averaged` does; ``codec`` decodes (the torch decode, so the
+    numbers match the evaluate stage's).
+    """
+
+    session: Any  # onnxruntime.InferenceSession
+    codec: Codec
+    flip_indices: tuple[int, ...]
+    shift_heatmap: bool
+    input_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def for_bundle(cls, session: Any, codec: Codec, info: BundleInfo) -> OnnxPredictor:
+        """The predictor of a bundle's network (flip pairs, normalisation and input size from ``info``)."""
+        return cls(session, codec, info.flip_indices, info.shift_heatmap, info.input_size, info.mean, info.std)
+
+    def predict(self, inputs: Tensor, flip_test: bool) -> tuple[Tensor, Tensor]:
+        outputs = {k: torch.from_numpy(v) for k, v in run_onnx(self.session, inputs.numpy()).items()}
+        if flip_test:
+            mirrored = {k: torch.from_numpy(v) for k, v in run_onnx(self.session, inputs.flip(-1).numpy()).items()}
+            back = flip_outputs(mirrored, self.flip_indices, self.shift_heatmap, self.input_size)
+            outputs = average_flip(outputs, back)
+        return self.codec.decode(outputs)
+
+
+def score_onnx(
+    session: Any,
+    split: CacheSplit,
+    codec: Codec,
+    info: BundleInfo,
+    gt_file: Path,
+    meta: DatasetMeta,
+    cfg: EvalConfig,
+) -> EvalResult:
+    """COCO AP/AR, PCK, AUC, EPE of the bundle's network in ``session`` on ``split`` (flip test as
+    ``info.flip_test`` recommends, batches of ``cfg.batch_size``), scored against ``gt_file``."""
+    preds = predict_split(OnnxPredictor.for_bundle(session, codec, info), split, info.flip_test, cfg.batch_size)
+    return score_predictions(preds, split, gt_file, meta, cfg)
+
+
+def score_bundle(
+    bundle_dir: Path,
+    dataset_dir: Path,
+    cache_dir: Path,
+    encode: CacheSpec,
+    cfg: EvalConfig,
+    threads: int = 0,
+) -> dict[str, float]:
+    """Metrics (metrics.json names: ``AP``, ``AP_.5``, ``PCK``, ...) of the bundle in ``bundle_dir`` on
+    the val split of the cache in ``cache_dir`` (built from ``dataset_dir`` with ``encode``).
+
+    The codec comes from bundle.json, not from params: the cache must have been encoded for it
+    (its key is checked), and the dataset must have the bundle's keypoints; both fail with how to fix it.
+    """
+    info = BundleInfo.read(bundle_dir)
+    codec = codec_from_config(info.codec)
+    layout = DatasetLayout(dataset_dir)
+    meta = load_meta(layout.meta)
+    if tuple(meta.keypoint_names) != tuple(info.keypoint_names):
+        raise ValueError(
+            f"the bundle predicts the keypoints of meta {info.meta_name!r}, but {dataset_dir} uses {meta.name!r} "
+            "with other keypoints; score it on the dataset its model was trained for"
+        )
+    try:
+        split = open_cache(cache_dir, cache_key(dataset_dir, encode, codec))["val"]
+    except ValueError as exc:
+        raise ValueError(
+            f"the bundle needs val inputs encoded for its own codec and input size {list(info.input_size)}: "
+            f"{exc}. Set model.* in params.yaml to the bundle's and run `dvc repro encode`."
+        ) from None
+    session = ort_session(info.model_path(bundle_dir), threads)
+    result = score_onnx(session, split, codec, info, layout.annotations("val"), meta, cfg)
+    return metric_names(result.metrics)

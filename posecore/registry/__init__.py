@@ -1,0 +1,96 @@
+"""The model registry: register an exported bundle, promote it by alias, pull it back.
+
+The register stage does, in the training run::
+
+    version = log_bundle(Path("models/bundle"), run_id, cfg, metric_value=0.71, eval_data="md5:...")
+    decision = promote(MlflowClient(uri), cfg.model_name, version.version, cfg)
+
+One module per job:
+
+* :mod:`posecore.registry.config` — :class:`RegisterConfig` (``register:`` in params.yaml), :class:`RegistryError`;
+* :mod:`posecore.registry.tags` — the aliases and ``posecore.*`` version tags, reading them back, :func:`find_metric`;
+* :mod:`posecore.registry.fingerprint` — the evaluation-data fingerprint (``md5:<hex>``, as DVC records it);
+* :mod:`posecore.registry.bundle` — :func:`log_bundle`: the ``onnx`` and ``pose`` models, registration, signatures;
+* :mod:`posecore.registry.promotion` — :func:`promote` / :func:`decide` and their guarantees;
+* :mod:`posecore.registry.lock` — the file lock that serialises promotions on one machine;
+* :mod:`posecore.registry.pull` — resolving references, :func:`pull`, listing, the champion's record;
+* :mod:`posecore.registry.pyfunc` — the registered model's Python side (imported by MLflow at
+  serve time; not imported here, so this package stays free of pandas and mlflow.pyfunc).
+"""
+
+from posecore.registry.bundle import BUNDLE_ARTIFACT, bundle_files, log_bundle, read_bundle, sha256_file
+from posecore.registry.config import LOWER_IS_BETTER, RegisterConfig, RegistryError
+from posecore.registry.fingerprint import eval_data_fingerprint, file_fingerprint
+from posecore.registry.promotion import PromotionDecision, decide, promote
+from posecore.registry.pull import (
+    Champion,
+    champion_record,
+    describe_version,
+    list_versions,
+    open_client,
+    parse_model_ref,
+    pull,
+    resolve_version,
+)
+from posecore.registry.tags import (
+    CHALLENGER,
+    CHAMPION,
+    TAG_CHALLENGER_METRIC,
+    TAG_CHAMPION_METRIC,
+    TAG_CHAMPION_VERSION,
+    TAG_DECIDED_AT,
+    TAG_DECISION,
+    TAG_EVAL_DATA,
+    TAG_GIT,
+    TAG_HIGHER,
+    TAG_METRIC,
+    TAG_ONNX_URI,
+    TAG_REASON,
+    TAG_REPLACED_BY,
+    TAG_RUN,
+    TAG_SHA,
+    TAG_VALUE,
+    find_metric,
+)
+
+__all__ = [
+    "BUNDLE_ARTIFACT",
+    "CHALLENGER",
+    "CHAMPION",
+    "LOWER_IS_BETTER",
+    "TAG_CHALLENGER_METRIC",
+    "TAG_CHAMPION_METRIC",
+    "TAG_CHAMPION_VERSION",
+    "TAG_DECIDED_AT",
+    "TAG_DECISION",
+    "TAG_EVAL_DATA",
+    "TAG_GIT",
+    "TAG_HIGHER",
+    "TAG_METRIC",
+    "TAG_ONNX_URI",
+    "TAG_REASON",
+    "TAG_REPLACED_BY",
+    "TAG_RUN",
+    "TAG_SHA",
+    "TAG_VALUE",
+    "Champion",
+    "PromotionDecision",
+    "RegisterConfig",
+    "RegistryError",
+    "bundle_files",
+    "champion_record",
+    "decide",
+    "describe_version",
+    "eval_data_fingerprint",
+    "file_fingerprint",
+    "find_metric",
+    "list_versions",
+    "log_bundle",
+    "open_client",
+    "parse_model_ref",
+    "promote",
+    "pull",
+    "read_bundle",
+    "resolve_version",
+    "sha256_file",
+]

@@ -1,0 +1,88 @@
+"""What a registered version carries: the aliases, the ``posecore.*`` version tags, and reading them back.
+
+A new version gets the alias ``challenger`` and the version tags :data:`TAG_METRIC`,
+:data:`TAG_VALUE`, :data:`TAG_HIGHER`, :data:`TAG_EVAL_DATA` (a fingerprint of the evaluation
+data), :data:`TAG_GIT`, :data:`TAG_RUN` and the SHA-256 of ``model.onnx`` and ``bundle.json``
+(:data:`TAG_SHA` + file name); a promotion adds the ``posecore.promotion.*`` tags. Tags are
+strings: :func:`float_tag` and :func:`bool_tag` read them back, tolerant of what an older or a
+hand-edited version may hold.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+TAG_METRIC = "posecore.metric.name"
+TAG_VALUE = "posecore.metric.value"
+TAG_HIGHER = "posecore.metric.higher_is_better"
+TAG_EVAL_DATA = "posecore.eval_data"
+TAG_GIT = "posecore.git_commit"
+TAG_RUN = "posecore.run_id"
+TAG_ONNX_URI = "posecore.onnx_model_uri"
+TAG_SHA = "posecore.bundle.sha256."  # + file name
+TAG_DECISION = "posecore.promotion.decision"
+TAG_REASON = "posecore.promotion.reason"
+TAG_CHAMPION_METRIC = "posecore.promotion.champion_metric"
+TAG_CHALLENGER_METRIC = "posecore.promotion.challenger_metric"
+TAG_CHAMPION_VERSION = "posecore.promotion.champion_version"
+TAG_DECIDED_AT = "posecore.promotion.decided_at"
+TAG_REPLACED_BY = "posecore.promotion.replaced_by"
+
+
+def float_tag(text: str | None) -> float | None:
+    """A metric tag as a finite float; None when absent, ``"none"``, unparsable or not finite."""
+    try:
+        value = float(text) if text not in (None, "", "none") else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def bool_tag(text: str | None, default: bool) -> bool:
+    """A ``"true"``/``"false"`` tag; ``default`` when absent."""
+    return default if text is None else text.strip().lower() == "true"
+
+
+def format_value(value: float | None) -> str:
+    """A metric as a tag value: ``repr`` of the float (round-trips exactly), ``"none"`` for None."""
+    return "none" if value is None else repr(float(value))
+
+
+def metric_key(metric: str) -> str:
+    """``metric`` as part of an MLflow metric key (``registry/champion_<metric>``)."""
+    return re.sub(r"[^\w.\- ]", "_", metric) or "metric"
+
+
+def find_metric(metrics: Mapping[str, Any], name: str, where: str = "metrics") -> float:
+    """The value of metric ``name`` in a (possibly nested) metrics mapping.
+
+    Accepts ``name`` itself or a key ending in ``/name`` or ``.name`` (``test/AP``, ``val.AP``);
+    with several such keys the shortest wins. Raises ValueError naming the keys there are.
+    """
+    flat = _flatten_metrics(metrics)
+    if name in flat:
+        return flat[name]
+    hits = sorted((k for k in flat if k.endswith((f"/{name}", f".{name}"))), key=len)
+    if not hits:
+        raise ValueError(
+            f"metric {name!r} not found in {where}; metrics there: {', '.join(sorted(flat)) or 'none'} "
+            "(set register.metric or evaluate.metric to one of them)"
+        )
+    return flat[hits[0]]
+
+
+def _flatten_metrics(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten_metrics(value, f"{name}/"))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            flat[name] = float(value)
+    return flat

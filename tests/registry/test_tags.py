@@ -1,0 +1,30 @@
+"""posecore.registry.tags: reading tags back and finding a metric in a metrics file."""
+
+from __future__ import annotations
+
+import pytest
+
+from posecore.registry.tags import bool_tag, find_metric, float_tag, format_value, metric_key
+
+
+def test_float_tags_are_finite_numbers_or_none() -> None:
+    assert float_tag("0.5") == 0.5 and float_tag(format_value(0.1)) == 0.1
+    assert [float_tag(t) for t in (None, "", "none", "nan", "inf", "x")] == [None] * 6
+    assert format_value(None) == "none"
+
+
+def test_bool_tags_fall_back_to_the_default_only_when_absent() -> None:
+    assert bool_tag(None, True) and not bool_tag(None, False)
+    assert bool_tag(" True ", False) and not bool_tag("false", True)
+
+
+def test_metric_key() -> None:
+    assert metric_key("AP (M)") == "AP _M_" and metric_key("") == "metric"
+
+
+def test_find_metric_takes_the_name_or_the_shortest_suffix() -> None:
+    assert find_metric({"AP": 0.5, "test/AP": 0.4}, "AP") == 0.5
+    assert find_metric({"eval": {"AP": 0.3}, "x.val/AP": 0.2}, "AP") == 0.3
+    assert find_metric({"val.AP": 0.6, "flag": True}, "AP") == 0.6
+    with pytest.raises(ValueError, match="metric 'AP' not found in here; metrics there: PCK"):
+        find_metric({"PCK": 0.9, "ok": True}, "AP", "here")
