@@ -16,6 +16,7 @@ from ._utils import (
     check_positive,
     check_size,
     gaussian_1d,
+    gaussian_rows,
     get_output,
     get_output_numpy,
     heatmap_argmax,
@@ -104,15 +105,15 @@ class MSRAHeatmap(Codec):
         mu = kp / self._scale(kp)
         radius = 3 * self.sigma
         if self.use_dark:
-            centre = mu
+            keep = (vis >= 0.5) & in_reach(mu, radius, self.heatmap_size)
             gx = gaussian_1d(mu[..., 0], w, self.sigma)
-            gy = gaussian_1d(mu[..., 1], h, self.sigma)
+            gy = gaussian_1d(mu[..., 1], h, self.sigma) * keep[..., None]
         else:
             centre = torch.trunc(mu + 0.5)
-            gx = gaussian_1d(centre[..., 0], w, self.sigma, window=(centre[..., 0], radius))
-            gy = gaussian_1d(centre[..., 1], h, self.sigma, window=(centre[..., 1], radius))
-        keep = (vis >= 0.5) & in_reach(centre, radius, self.heatmap_size)
-        return gx, gy * keep[..., None], vis * keep
+            keep = (vis >= 0.5) & in_reach(centre, radius, self.heatmap_size)
+            gx = gaussian_rows(centre[..., 0], w, self.sigma, radius)
+            gy = gaussian_rows(centre[..., 1], h, self.sigma, radius, keep=keep)
+        return gx, gy, vis * keep
 
     def decode(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """{"heatmaps": (N, K, H, W)} -> keypoints (N, K, 2) in input pixels, scores (N, K)."""

@@ -15,7 +15,7 @@ from ._utils import (
     check_encode_inputs,
     check_positive,
     check_size,
-    gaussian_1d,
+    gaussian_rows,
     get_output,
     get_output_numpy,
     in_reach,
@@ -117,18 +117,16 @@ class SimCC(Codec):
         if self.smoothing_type == "gaussian":
             sx, sy = self.sigma
             keep = (vis >= 0.5) & in_reach(mu, (3 * sx, 3 * sy), self.label_size)
-            x = gaussian_1d(mu[..., 0], wx, sx)
-            y = gaussian_1d(mu[..., 1], wy, sy)
-            # The normalisation rides on the keep factor: one pass over the labels.
-            norm = (sx * math.sqrt(2 * math.pi), sy * math.sqrt(2 * math.pi)) if self.normalize else (1.0, 1.0)
+            # Whole-bin centres: the labels are rows of a table, normalisation and keep folded in.
+            nx, ny = (s * math.sqrt(2 * math.pi) for s in self.sigma) if self.normalize else (1.0, 1.0)
+            x = gaussian_rows(mu[..., 0], wx, sx, keep=keep, divisor=nx)
+            y = gaussian_rows(mu[..., 1], wy, sy, keep=keep, divisor=ny)
         else:
             limit = torch.tensor(self.label_size, device=mu.device, dtype=mu.dtype)
             keep = (vis >= 0.5) & ((mu >= 0) & (mu < limit)).all(dim=-1)
-            x = self._one_hot(mu[..., 0], wx)
-            y = self._one_hot(mu[..., 1], wy)
-            norm = (1.0, 1.0)
-        fx, fy = (keep / n for n in norm)
-        return {"simcc_x": x.mul_(fx[..., None]), "simcc_y": y.mul_(fy[..., None]), "keypoint_weights": vis * keep}
+            x = self._one_hot(mu[..., 0], wx).mul_(keep[..., None])
+            y = self._one_hot(mu[..., 1], wy).mul_(keep[..., None])
+        return {"simcc_x": x, "simcc_y": y, "keypoint_weights": vis * keep}
 
     def _one_hot(self, mu: Tensor, size: int) -> Tensor:
         grid = torch.arange(size, device=mu.device, dtype=mu.dtype)

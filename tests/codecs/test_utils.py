@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from posecore.codecs._utils import gaussian_blur, gaussian_blur1d, heatmap_argmax, in_reach, simcc_argmax
+from posecore.codecs._utils import (
+    gaussian_1d,
+    gaussian_blur,
+    gaussian_blur1d,
+    gaussian_rows,
+    heatmap_argmax,
+    in_reach,
+    max_last,
+    simcc_argmax,
+)
 
 
 @pytest.mark.parametrize("ksize", [3, 5, 7, 11, 17, 23])
@@ -60,3 +69,33 @@ def test_in_reach_is_mmpose_bound() -> None:
     # W = H = 10, radius 3: kept while centre - 3 < 10 and centre + 3 + 1 >= 0.
     centre = torch.tensor([[[12.9, 5.0], [13.0, 5.0], [-4.0, 5.0], [-4.1, 5.0]]])
     assert in_reach(centre, 3.0, (10, 10)).tolist() == [[True, False, True, False]]
+
+
+@pytest.mark.parametrize(
+    ("size", "sigma", "radius", "divisor"), [(48, 2.0, 6.0, 1.0), (384, 4.9, None, 12.3), (5, 3.0, None, 1.0)]
+)
+def test_gaussian_rows_equal_gaussian_1d_bit_for_bit(
+    size: int, sigma: float, radius: float | None, divisor: float
+) -> None:
+    g = torch.Generator().manual_seed(0)
+    centre = torch.randint(-3 * size, 4 * size, (6, 9), generator=g).float()
+    centre[0, :6] = torch.tensor([0.0, size - 1.0, -1.0, float(size), float("inf"), -float("inf")])
+    keep = torch.rand(6, 9, generator=g) > 0.3
+    window = None if radius is None else (centre, radius)
+    expected = gaussian_1d(centre, size, sigma, window) * (keep / divisor)[..., None]
+    got = gaussian_rows(centre, size, sigma, radius, keep=keep, divisor=divisor)
+    assert torch.equal(got, expected)
+    assert torch.equal(gaussian_rows(centre, size, sigma, radius), gaussian_1d(centre, size, sigma, window))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_max_last_is_torch_max(dtype: torch.dtype) -> None:
+    maps = torch.randint(0, 4, (3, 5, 7), generator=torch.Generator().manual_seed(0)).to(dtype)  # many ties
+    maps[0, 0, 2] = maps[0, 0, 5] = float("nan")
+    maps[0, 1] = -float("inf")
+    maps = maps.transpose(0, 1).requires_grad_()  # not contiguous, needs grad
+    vals, idx = max_last(maps)
+    ref_vals, ref_idx = maps.max(dim=-1)
+    assert torch.equal(idx, ref_idx)
+    torch.testing.assert_close(vals, ref_vals, rtol=0, atol=0, equal_nan=True)
+    assert vals.requires_grad
