@@ -42,6 +42,7 @@ import numpy as np
 from PIL import Image
 
 from posecore.datasets.detections import read_detection_results
+from posecore.datasets.layout import DatasetLayout
 from posecore.metainfo import DatasetMeta, load_meta
 from posecore.validation import DataValidationError, Problem
 
@@ -201,20 +202,21 @@ class CocoPoseDataset:
         self.split = split
         self.mode: Mode = mode
         self.test_mode = test_mode or det_file is not None
-        self.ann_file = self.root / "annotations" / f"{split}.json"
+        layout = DatasetLayout(self.root)
+        self.ann_file = layout.annotations(split)
         if not self.ann_file.is_file():
-            known = sorted(p.stem for p in (self.root / "annotations").glob("*.json"))
+            known = layout.splits()
             raise FileNotFoundError(
                 f"{self.ann_file} does not exist; splits found in {self.root}: {', '.join(known) or 'none'} "
                 "(is this a folder written by `posecore convert`?)"
             )
         if meta is None:
-            meta_path = self.root / "meta.yaml"
+            meta_path = layout.meta
             if not meta_path.is_file():
                 raise FileNotFoundError(f"{meta_path} does not exist; pass meta= or re-run `posecore convert`")
             meta = load_meta(meta_path)
         self.meta = meta
-        self.image_root = self.root / "images"
+        self.image_root = layout.images_dir
         self.dropped: Counter[str] = Counter()
 
         doc = json.loads(self.ann_file.read_text())

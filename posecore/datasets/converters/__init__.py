@@ -29,6 +29,7 @@ from posecore.datasets.converters._base import (
     register_converter,
     write_canonical,
 )
+from posecore.datasets.layout import DatasetLayout
 from posecore.io import atomic_write_json
 from posecore.metainfo import load_meta
 from posecore.validation import summarize
@@ -58,7 +59,7 @@ def convert(spec: SourceSpec, out_dir: str | Path) -> ConvertReport:
     splits, dropped, dropped_problems = finalize_splits(raw, meta, spec)
     counts = write_canonical(splits, meta, spec, Path(out_dir))
     report = ConvertReport(Path(out_dir), counts, dropped, summarize(dropped_problems))
-    atomic_write_json(Path(out_dir) / "report.json", report.to_dict(), indent=2)
+    atomic_write_json(DatasetLayout(out_dir).report, report.to_dict(), indent=2)
     return report
 
 

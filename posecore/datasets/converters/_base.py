@@ -20,6 +20,7 @@ from PIL import Image
 
 from posecore._registry import Registry
 from posecore.datasets.converters.validate import is_id, validate_split
+from posecore.datasets.layout import DatasetLayout
 from posecore.io import atomic_output_dir, atomic_write_json, link_or_copy
 from posecore.metainfo import DatasetMeta, resolve_meta_path
 from posecore.progress import track
@@ -234,12 +235,13 @@ def write_canonical(
     """Write ``annotations/<split>.json``, ``images/`` (hard links) and ``meta.yaml`` atomically."""
     counts: dict[str, dict[str, int]] = {}
     with atomic_output_dir(out_dir) as tmp:
+        layout = DatasetLayout(tmp)
         for name, split in splits.items():
             images = []
             for img in track(split.images, "convert", unit="img", prefix=f"write {name}"):
                 dst_name = Path(name) / img["file_name"]
-                if not (tmp / "images" / dst_name).exists():  # several records may share one image file
-                    link_or_copy(split.image_root / img["file_name"], tmp / "images" / dst_name)
+                if not (layout.images_dir / dst_name).exists():  # several records may share one image file
+                    link_or_copy(split.image_root / img["file_name"], layout.images_dir / dst_name)
                 images.append({**img, "file_name": dst_name.as_posix()})
             annotations = [{k: v for k, v in a.items()} for a in split.annotations]
             doc = {
@@ -252,7 +254,7 @@ def write_canonical(
                 "annotations": annotations,
                 "categories": [meta.coco_category()],
             }
-            atomic_write_json(tmp / "annotations" / f"{name}.json", doc)
+            atomic_write_json(layout.annotations(name), doc)
             counts[name] = {"images": len(images), "annotations": len(annotations)}
-        shutil.copyfile(resolve_meta_path(spec.meta), tmp / "meta.yaml")
+        shutil.copyfile(resolve_meta_path(spec.meta), layout.meta)
     return counts
