@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from posecore.registry import (
     log_bundle,
     promote,
     read_bundle,
+    read_eval_metrics,
 )
 
 _log = logging.getLogger("stages.register")
@@ -43,7 +44,7 @@ def run(params: Params, cfg: RegisterConfig | None = None) -> PromotionDecision 
     bundle = Path(cfg.bundle or params.export.out)
     info = read_bundle(bundle)
     metrics_file = cfg.metrics_file(params.evaluate.metrics_file)
-    metrics, metrics_source = _metrics(metrics_file, info.provenance)
+    metrics, metrics_source = read_eval_metrics(metrics_file, info.provenance)
     value = find_metric(metrics, cfg.metric_name(), metrics_source)
     val_annotations = DatasetLayout(params.data.out).annotations("val")
     eval_data = eval_data_fingerprint(val_annotations, configured=cfg.eval_data, recorded=(metrics, info.provenance))
@@ -74,23 +75,6 @@ def run(params: Params, cfg: RegisterConfig | None = None) -> PromotionDecision 
         _log.info("%s version %s: %s (%s)", cfg.model_name, version.version, decision.decision, decision.reason)
     atomic_write_json(cfg.out, result, indent=2)
     return decision
-
-
-def _metrics(path: Path, provenance: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
-    """The evaluate stage's metrics, else those the export stage recorded in bundle.json."""
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path} must hold a JSON object of metrics")
-        return data, str(path)
-    recorded = provenance.get("metrics")
-    if isinstance(recorded, Mapping) and recorded:
-        _log.warning("%s does not exist; using the metrics recorded in bundle.json", path)
-        return recorded, "bundle.json provenance"
-    raise FileNotFoundError(f"evaluation metrics {path} do not exist; run the evaluate stage first")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

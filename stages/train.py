@@ -9,10 +9,7 @@ dataset meta, so later stages rebuild the exact model), ``train_metrics.json`` (
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,11 +23,11 @@ from posecore.data.cache import CachedTopdownData, cache_key, open_cache
 from posecore.datasets.layout import DatasetLayout
 from posecore.engine import FitResult, fit
 from posecore.engine.distributed import get_rank, launch, launched_by_torchrun, session
+from posecore.engine.history import History, write_history
 from posecore.engine.seed import seed_everything
 from posecore.evaluation.topdown import make_validator
 from posecore.experiment import make_logger, read_run_id_file
-from posecore.export.trained import RUN_ID_FILE
-from posecore.io import atomic_write_json, atomic_write_text
+from posecore.export.trained import RUN_ID_FILE, write_model_description
 from posecore.metainfo import load_meta
 from posecore.models.estimator import build_estimator
 from posecore.transforms import Normalize, topdown_train_pipeline
@@ -43,36 +40,6 @@ class TrainOutputs:
     checkpoint_dir: Path
     result: FitResult
     run_id: str | None
-
-
-class _History:
-    """Keeps what the trainer logs, for the DVC plot and the stage's metrics file."""
-
-    def __init__(self, inner: Any | None) -> None:
-        self.inner = inner
-        self.rows: list[dict[str, float]] = []
-
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self.rows.append({"step": float(step), **metrics})
-        if self.inner is not None:
-            self.inner.log_metrics(metrics, step)
-
-    def log_params(self, params: Any) -> None:
-        if self.inner is not None:
-            self.inner.log_params(params)
-
-    def log_artifact(self, path: Path) -> None:
-        if self.inner is not None:
-            self.inner.log_artifact(path)
-
-    def csv(self) -> str:
-        keys = sorted({k for row in self.rows for k in row if k.startswith(("train/loss", "train/lr", "val/"))})
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["step", *[k.replace("/", "_") for k in keys]])
-        for row in self.rows:
-            writer.writerow([int(row["step"]), *[row.get(k, "") for k in keys]])
-        return buf.getvalue()
 
 
 def run(params: Params, resume: Path | None = None, device: str | None = None) -> TrainOutputs:
@@ -105,7 +72,7 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
         return model.loss(outputs, batch["targets"])
 
     with tracker as logger:
-        history = _History(logger)
+        history = History(logger)
         result = fit(
             model,
             loss_fn,
@@ -121,20 +88,11 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
         )
         if get_rank() != 0:
             return TrainOutputs(out, result, None)
-        atomic_write_json(out / "model.json", {"model": spec.to_dict(), "meta": meta.name}, indent=2)
-        atomic_write_text(out / "meta.yaml", layout.meta.read_text())
-        atomic_write_text(out / "train_history.csv", history.csv())
-        summary = {
-            f"best_{params.evaluate.metric}": result.best_metric,
-            "best_epoch": result.best_epoch,
-            "epochs": result.epochs,
-            "steps": result.global_step,
-            "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        }
-        atomic_write_json(out / "train_metrics.json", summary, indent=2)
+        model_json, meta_yaml = write_model_description(out, spec, meta.name, layout.meta)
+        history_csv, metrics_json = write_history(out, history, result, params.evaluate.metric)
         logger.log_metrics({f"best/{params.evaluate.metric}": float(result.best_metric or 0.0)}, result.global_step)
-        for name in ("model.json", "train_history.csv", "train_metrics.json", "meta.yaml"):
-            logger.log_artifact(out / name)
+        for path in (model_json, history_csv, metrics_json, meta_yaml):
+            logger.log_artifact(path)
         if result.best is not None:
             logger.log_artifact(result.best)
         return TrainOutputs(out, result, getattr(logger, "run_id", None))

@@ -5,7 +5,9 @@
 * :mod:`posecore.evaluation.keypoint_metrics` — split-level evaluators with per-keypoint tables;
 * :mod:`posecore.evaluation.reports` — per-keypoint and PCK-curve CSV writers;
 * :mod:`posecore.evaluation.topdown` — ``evaluate:`` params, the one prediction loop over a cached split
-  (:func:`~posecore.evaluation.topdown.predict_split`, a torch model or an ONNX predictor) and its scoring.
+  (:func:`~posecore.evaluation.topdown.predict_split`, a torch model or an ONNX predictor) and its scoring;
+* :mod:`posecore.evaluation.outputs` — the evaluate step's report folder
+  (:func:`~posecore.evaluation.outputs.write_report`: metrics, tables, plots, COCO results).
 """
 
 from posecore.evaluation.coco import (

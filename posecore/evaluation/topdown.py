@@ -150,17 +150,9 @@ def score_predictions(
     preds: SplitPredictions, split: CacheSplit, gt_file: Path, meta: DatasetMeta, cfg: EvalConfig
 ) -> EvalResult:
     """COCO AP/AR (10 stats) + PCK@thr (box) + AUC + EPE, with per-keypoint tables."""
-    gt = _image_keypoints(split)
+    gt = image_keypoints(split)
     mask = split.visible > 0
-    evaluator = CocoKeypointEvaluator(
-        gt_file,
-        meta,
-        score_mode=cfg.score_mode,
-        keypoint_score_thr=cfg.keypoint_score_thr,
-        nms_mode=cfg.nms_mode,
-        nms_thr=cfg.nms_thr,
-    )
-    metrics = dict(evaluator.evaluate(preds.for_coco(split)))
+    metrics = dict(coco_evaluator(gt_file, meta, cfg).evaluate(preds.for_coco(split)))
     reports: list[MetricReport] = [
         PCKEvaluator(meta, thr=cfg.pck_thr, norm_item="bbox").evaluate(
             preds.keypoints, gt, mask, bboxes=split.image_bbox
@@ -184,8 +176,21 @@ def score_predictions(
     return EvalResult(metrics, per_keypoint, (thresholds, np.asarray(avg)), errors)
 
 
-def _image_keypoints(split: CacheSplit) -> np.ndarray:
-    """Ground-truth keypoints (N, K, 2) in image pixels, from the input-pixel ones and the warps."""
+def coco_evaluator(gt_file: Path, meta: DatasetMeta, cfg: EvalConfig) -> CocoKeypointEvaluator:
+    """The COCO evaluator with ``cfg``'s rescoring and NMS, so scoring and the written results.json agree."""
+    return CocoKeypointEvaluator(
+        gt_file,
+        meta,
+        score_mode=cfg.score_mode,
+        keypoint_score_thr=cfg.keypoint_score_thr,
+        nms_mode=cfg.nms_mode,
+        nms_thr=cfg.nms_thr,
+    )
+
+
+def image_keypoints(split: CacheSplit) -> np.ndarray:
+    """Ground-truth keypoints (N, K, 2) float64 in image pixels, from the input-pixel ones and the warps
+    (the cache keeps them in input pixels)."""
     to_image = invert_affine(torch.from_numpy(split.warp).to(torch.float64))
     return transform_points(torch.from_numpy(split.keypoints).to(torch.float64), to_image).numpy()
 

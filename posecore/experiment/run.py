@@ -426,3 +426,15 @@ def open_existing_run(
         raise ValueError(f"{run_id_file} names no tracking URI; pass tracking_uri")
     check_reachable(uri, timeout)
     return MlflowRun(uri, run_id=info["run_id"], tags=tags, curves_artifact=None)
+
+
+def open_run_if_recorded(run_id_file: str | Path, not_logged: str) -> MlflowRun | None:
+    """The run in ``run_id_file``, checked reachable now so a later stage fails before its work, or
+    None when training recorded no run (a model trained elsewhere): then the stage still runs and
+    warns ``"<run_id_file> does not exist: <not_logged>"``, attributed to the stage's caller.
+    """
+    path = Path(run_id_file)
+    if not path.is_file():
+        warnings.warn(f"{path} does not exist: {not_logged}", stacklevel=3)
+        return None
+    return open_existing_run(path)

@@ -15,7 +15,8 @@ A bundle is a folder::
 """
 
 # Only torch-free modules here: a runtime reads bundles with numpy + onnxruntime alone.
-# The PyTorch side (export, parity, quantisation) is ``posecore.export.onnx``.
+# The PyTorch side (export, parity, quantisation) is ``posecore.export.onnx``; exporting a trained
+# model with every check, ``posecore.export.verify``.
 from posecore.export.bundle import (
     BUNDLE_FORMAT,
     INFO_FILE,

@@ -10,7 +10,7 @@ Quantize = Literal["none", "dynamic", "static"]
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """How ``stages/export.py`` turns the trained model into a bundle (see :mod:`posecore.export`).
+    """How :func:`posecore.export.verify.export_and_verify` turns the trained model into a bundle (see :mod:`posecore.export`).
 
     ``out``: the bundle folder (replaced atomically); ``metrics``: the DVC metrics file (outside
     the bundle: DVC outputs may not overlap). ``dynamo``: the ``torch.export`` based exporter

@@ -1,6 +1,8 @@
 """The trained model as the train stage left it: ``best.pt`` + ``model.json`` + ``meta.yaml`` -> a :class:`PoseEstimator`.
 
-Used by the evaluate and export stages (and anything else that starts from a training folder).
+The train stage writes ``model.json`` and ``meta.yaml`` with :func:`write_model_description`; the
+evaluate and export stages (and anything else that starts from a training folder) read it back
+with :func:`load_trained`.
 The deployed weights are the EMA weights when the run kept an EMA (those were validated and
 selected ``best.pt``), else the model's (:func:`posecore.engine.checkpoint.inference_state_dict`).
 """
@@ -15,8 +17,9 @@ from typing import Any
 import torch
 
 from posecore.engine.checkpoint import BEST, inference_state_dict, load_checkpoint
+from posecore.io import atomic_write_json, atomic_write_text
 from posecore.metainfo import DatasetMeta, load_meta
-from posecore.models.estimator import ModelSpec, PoseEstimator, build_estimator
+from posecore.models.estimator import ModelSpec, PoseEstimator, build_estimator, check_meta_matches
 
 MODEL_JSON = "model.json"
 META_YAML = "meta.yaml"
@@ -40,6 +43,16 @@ class TrainedModel:
     def run_id_file(self) -> Path:
         return self.checkpoint.parent / RUN_ID_FILE
 
+    def check_dataset(self, meta: DatasetMeta, dataset_dir: Path) -> None:
+        """Raise ValueError unless the dataset at ``dataset_dir`` (its ``meta``) has the keypoints, in
+        order, that the model was trained to predict: scores against other keypoints mean nothing."""
+        check_meta_matches(self.model, meta)
+        if meta.keypoint_names != self.meta.keypoint_names:
+            raise ValueError(
+                f"the model was trained on meta {self.meta.name!r} but {dataset_dir} uses {meta.name!r} "
+                "with other keypoints; evaluate on the dataset the model was trained for"
+            )
+
     def summary(self) -> dict[str, Any]:
         """JSON-able provenance of the weights."""
         return {
@@ -49,6 +62,13 @@ class TrainedModel:
             "metric_name": self.metric_name,
             "best_metric": self.best_metric,
         }
+
+
+def write_model_description(train_dir: Path, spec: ModelSpec, meta_name: str, meta_file: Path) -> tuple[Path, Path]:
+    """Write ``model.json`` (the resolved model and the dataset meta's name) and ``meta.yaml`` (a copy of
+    ``meta_file``) into ``train_dir``, so :func:`load_trained` rebuilds the exact model; returns both paths."""
+    model_json = atomic_write_json(train_dir / MODEL_JSON, {"model": spec.to_dict(), "meta": meta_name}, indent=2)
+    return model_json, atomic_write_text(train_dir / META_YAML, meta_file.read_text())
 
 
 def load_trained(train_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = BEST) -> TrainedModel:

@@ -8,7 +8,7 @@ The register stage does, in the training run::
 One module per job:
 
 * :mod:`posecore.registry.config` — :class:`RegisterConfig` (``register:`` in params.yaml), :class:`RegistryError`;
-* :mod:`posecore.registry.tags` — the aliases and ``posecore.*`` version tags, reading them back, :func:`find_metric`;
+* :mod:`posecore.registry.tags` — the aliases and ``posecore.*`` version tags, reading them back, :func:`read_eval_metrics`, :func:`find_metric`;
 * :mod:`posecore.registry.fingerprint` — the evaluation-data fingerprint (``md5:<hex>``, as DVC records it);
 * :mod:`posecore.registry.bundle` — :func:`log_bundle`: the ``onnx`` and ``pose`` models, registration, signatures;
 * :mod:`posecore.registry.promotion` — :func:`promote` / :func:`decide` and their guarantees;
@@ -51,6 +51,7 @@ from posecore.registry.tags import (
     TAG_SHA,
     TAG_VALUE,
     find_metric,
+    read_eval_metrics,
 )
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "promote",
     "pull",
     "read_bundle",
+    "read_eval_metrics",
     "resolve_version",
     "sha256_file",
 ]

@@ -5,15 +5,21 @@ A new version gets the alias ``challenger`` and the version tags :data:`TAG_METR
 data), :data:`TAG_GIT`, :data:`TAG_RUN` and the SHA-256 of ``model.onnx`` and ``bundle.json``
 (:data:`TAG_SHA` + file name); a promotion adds the ``posecore.promotion.*`` tags. Tags are
 strings: :func:`float_tag` and :func:`bool_tag` read them back, tolerant of what an older or a
-hand-edited version may hold.
+hand-edited version may hold. The metric a version is registered with comes from
+:func:`read_eval_metrics` and :func:`find_metric`.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+_log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -57,6 +63,24 @@ def format_value(value: float | None) -> str:
 def metric_key(metric: str) -> str:
     """``metric`` as part of an MLflow metric key (``registry/champion_<metric>``)."""
     return re.sub(r"[^\w.\- ]", "_", metric) or "metric"
+
+
+def read_eval_metrics(path: Path, provenance: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """The evaluate stage's metrics (``path``), else those the export stage recorded in bundle.json's
+    ``provenance``; with where they came from, for :func:`find_metric`'s messages."""
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path} must hold a JSON object of metrics")
+        return data, str(path)
+    recorded = provenance.get("metrics")
+    if isinstance(recorded, Mapping) and recorded:
+        _log.warning("%s does not exist; using the metrics recorded in bundle.json", path)
+        return recorded, "bundle.json provenance"
+    raise FileNotFoundError(f"evaluation metrics {path} do not exist; run the evaluate stage first")
 
 
 def find_metric(metrics: Mapping[str, Any], name: str, where: str = "metrics") -> float:

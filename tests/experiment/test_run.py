@@ -13,7 +13,15 @@ import torch
 from mlflow import MlflowClient
 
 from posecore.config import Params
-from posecore.experiment import MAX_PARAM_LENGTH, MlflowRun, NullLogger, TrackingConfig, make_logger, open_existing_run
+from posecore.experiment import (
+    MAX_PARAM_LENGTH,
+    MlflowRun,
+    NullLogger,
+    TrackingConfig,
+    make_logger,
+    open_existing_run,
+    open_run_if_recorded,
+)
 from posecore.experiment.run import read_run_id_file
 
 
@@ -100,6 +108,21 @@ def test_later_stage_reopens_the_same_run(cfg: TrackingConfig, uri: str, tmp_pat
     assert run.info.status == "FINISHED"
     assert len(client.search_runs([run.info.experiment_id])) == 1
     assert mlflow.active_run() is None
+
+
+def test_a_run_is_opened_only_when_training_recorded_one(cfg: TrackingConfig, uri: str, tmp_path: Path) -> None:
+    run_file = tmp_path / "mlflow_run_id"
+
+    def stage_run() -> MlflowRun | None:
+        return open_run_if_recorded(run_file, "results are not logged")
+
+    with pytest.warns(UserWarning, match=r"mlflow_run_id does not exist: results are not logged") as caught:
+        assert stage_run() is None
+    assert caught[0].filename == __file__, "the warning points at whoever called the stage's run"
+    with make_logger(cfg, {"a": 1}, tmp_path, rank=0, run_id_file=run_file) as train:
+        run_id = train.run_id
+    reopened = open_run_if_recorded(run_file, "results are not logged")
+    assert isinstance(reopened, MlflowRun) and reopened.run_id == run_id
 
 
 def test_tracking_uri_of_the_process_is_restored(cfg: TrackingConfig, tmp_path: Path) -> None:

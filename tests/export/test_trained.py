@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -11,7 +12,8 @@ import tiny_model as tiny  # tests/_helpers (put on sys.path by tests/conftest.p
 import torch
 
 from posecore.engine.checkpoint import load_checkpoint, save_checkpoint
-from posecore.export.trained import load_trained
+from posecore.export.trained import load_trained, write_model_description
+from posecore.metainfo import load_meta
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +69,28 @@ def test_weights_that_do_not_fit_the_description_are_refused(trained, tmp_path: 
     (train_dir / "model.json").write_text(json.dumps(described))
     with pytest.raises(ValueError, match="does not fit the model described in"):
         load_trained(train_dir)
+
+
+def test_the_written_description_loads_back(trained, tmp_path: Path) -> None:
+    described = json.loads((trained.train_dir / "model.json").read_text())
+    train_dir = tmp_path / "train"
+    model_json, meta_yaml = write_model_description(
+        train_dir, tiny.spec(), described["meta"], trained.train_dir / "meta.yaml"
+    )
+    assert json.loads(model_json.read_text()) == described
+    assert meta_yaml.read_text() == (trained.train_dir / "meta.yaml").read_text()
+    shutil.copyfile(trained.train_dir / "best.pt", train_dir / "best.pt")
+    assert _same(load_trained(train_dir).model.state_dict(), trained.ema)
+
+
+def test_a_dataset_with_other_keypoints_is_refused(trained) -> None:
+    loaded = load_trained(trained.train_dir)
+    coco = loaded.meta
+    loaded.check_dataset(coco, Path("data"))
+    with pytest.raises(ValueError, match="predicts 17 keypoints but dataset meta 'mpii' has 16"):
+        loaded.check_dataset(load_meta("mpii"), Path("data"))
+    renamed = dataclasses.replace(
+        coco, name="renamed", keypoints=(dataclasses.replace(coco.keypoints[0], name="snout"), *coco.keypoints[1:])
+    )
+    with pytest.raises(ValueError, match="data uses 'renamed' with other keypoints"):
+        loaded.check_dataset(renamed, Path("data"))

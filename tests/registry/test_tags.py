@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from pathlib import Path
+
 import pytest
 
-from posecore.registry.tags import bool_tag, find_metric, float_tag, format_value, metric_key
+from posecore.registry.tags import bool_tag, find_metric, float_tag, format_value, metric_key, read_eval_metrics
 
 
 def test_float_tags_are_finite_numbers_or_none() -> None:
@@ -28,3 +32,21 @@ def test_find_metric_takes_the_name_or_the_shortest_suffix() -> None:
     assert find_metric({"val.AP": 0.6, "flag": True}, "AP") == 0.6
     with pytest.raises(ValueError, match="metric 'AP' not found in here; metrics there: PCK"):
         find_metric({"PCK": 0.9, "ok": True}, "AP", "here")
+
+
+def test_eval_metrics_come_from_the_file_else_the_bundle(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "metrics.json"
+    recorded = {"metrics": {"AP": 0.5}}
+    with caplog.at_level(logging.WARNING, "posecore.registry"):
+        assert read_eval_metrics(path, recorded) == ({"AP": 0.5}, "bundle.json provenance")
+    assert "does not exist; using the metrics recorded in bundle.json" in caplog.text
+    with pytest.raises(FileNotFoundError, match="run the evaluate stage first"):
+        read_eval_metrics(path, {"metrics": {}})
+    path.write_text(json.dumps({"AP": 0.7}))
+    assert read_eval_metrics(path, recorded) == ({"AP": 0.7}, str(path))
+    path.write_text("[1]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        read_eval_metrics(path, recorded)
+    path.write_text("{")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        read_eval_metrics(path, recorded)

@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import tiny_model as tiny  # tests/_helpers (put on sys.path by tests/conftest.py)
 
-from posecore.data.cache import open_cache
 from posecore.evaluation import STATS_NAMES
-from posecore.evaluation.topdown import SplitPredictions, metric_names
+from posecore.evaluation.outputs import REPORT_FILES, EvaluateOutputs
+from posecore.evaluation.topdown import metric_names
 from posecore.metainfo import load_meta
-from stages.evaluate import FILES, EvaluateOutputs, _image_gt, main, per_keypoint_oks, run, write_report
+from stages.evaluate import main, run
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -37,7 +36,7 @@ def evaluated(trained, tmp_path_factory: pytest.TempPathFactory) -> tuple[Evalua
 
 def test_writes_every_output(evaluated: tuple[EvaluateOutputs, str]) -> None:
     outputs, _ = evaluated
-    assert sorted(p.name for p in outputs.out_dir.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in outputs.out_dir.iterdir()) == sorted(REPORT_FILES)
     metrics = json.loads((outputs.out_dir / "metrics.json").read_text())
     assert metrics == outputs.metrics
     for name in [*metric_names(dict.fromkeys(STATS_NAMES, 0.0)), "PCK", "PCK_0.2", "AUC", "EPE"]:
@@ -75,29 +74,7 @@ def test_metrics_and_files_go_to_the_training_run(evaluated: tuple[EvaluateOutpu
     logged = client.get_run(run_id).data.metrics
     assert logged["eval/AP"] == pytest.approx(outputs.metrics["AP"])
     assert logged["eval/PCK"] == pytest.approx(outputs.metrics["PCK"])
-    assert {f"eval/{name}" for name in FILES} <= {a.path for a in client.list_artifacts(run_id, "eval")}
-
-
-def test_ground_truth_as_predictions_scores_perfectly(trained, tmp_path: Path) -> None:
-    params = trained.params
-    split = open_cache(Path(params.encode.out))["val"]
-    gt = _image_gt(split)
-    preds = SplitPredictions(gt.astype(np.float32), np.ones(split.visible.shape, np.float32))
-    gt_file = Path(params.data.out) / "annotations" / "val.json"
-    outputs = write_report(preds, split, gt_file, load_meta("coco"), params.evaluate, tmp_path / "eval")
-    assert outputs.metrics["AP"] == pytest.approx(1.0)
-    assert outputs.metrics["AR"] == pytest.approx(1.0)
-    assert outputs.metrics["PCK"] == pytest.approx(1.0)
-    assert outputs.metrics["EPE"] == pytest.approx(0.0, abs=1e-3)
-    oks = per_keypoint_oks(gt, gt, split.visible > 0, split.area, np.asarray(load_meta("coco").sigmas))
-    assert np.nanmin(oks) == pytest.approx(1.0)
-
-
-def test_per_keypoint_oks_by_hand() -> None:
-    # one keypoint 2 px off, area 100, sigma 0.1: exp(-4 / (2 * 100 * 0.04)) = exp(-0.5)
-    pred, gt = np.array([[[2.0, 0.0], [5.0, 5.0]]]), np.array([[[0.0, 0.0], [0.0, 0.0]]])
-    oks = per_keypoint_oks(pred, gt, np.array([[True, False]]), np.array([100.0]), np.array([0.1, 0.1]))
-    assert oks[0] == pytest.approx(np.exp(-0.5)) and np.isnan(oks[1])
+    assert {f"eval/{name}" for name in REPORT_FILES} <= {a.path for a in client.list_artifacts(run_id, "eval")}
 
 
 def test_main_without_mlflow_run_warns_and_writes(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +86,7 @@ def test_main_without_mlflow_run_warns_and_writes(trained, tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     with pytest.warns(UserWarning, match="not logged to MLflow"):
         assert main(["--params", str(params)]) == 0
-    assert sorted(p.name for p in (tmp_path / "reports" / "eval").iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in (tmp_path / "reports" / "eval").iterdir()) == sorted(REPORT_FILES)
 
 
 def test_main_without_a_model_exits_2(trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,30 +112,3 @@ def test_a_cache_for_another_codec_is_refused(trained, tmp_path: Path) -> None:
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="rebuild it with `dvc repro encode`"):
         run(params, tmp_path / "eval")
     assert not (tmp_path / "eval").exists()
-
-
-def test_worst_panels_show_the_worst_instances_where_they_are(trained, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
-    """With fewer panels than instances, each panel gets its own instance's crop, prediction and ground truth."""
-    import stages.evaluate as evaluate_stage
-
-    params = trained.params
-    split = open_cache(Path(params.encode.out))["val"]
-    gt = _image_gt(split)
-    preds = SplitPredictions(gt.astype(np.float32).copy(), np.ones(split.visible.shape, np.float32))
-    worst = len(split) - 1
-    preds.keypoints[worst] += 7.0  # one instance clearly off, the others perfect
-    drawn = {}
-
-    def capture(images, pred_keypoints, gt_keypoints, visible, meta, labels):  # noqa: ANN001, ANN202
-        drawn.update(images=images, pred=pred_keypoints, gt=gt_keypoints, labels=labels)
-        return np.zeros((8, 8, 3), np.uint8)
-
-    monkeypatch.setattr(evaluate_stage, "worst_instances_grid", capture)
-    gt_file = Path(params.data.out) / "annotations" / "val.json"
-    write_report(preds, split, gt_file, load_meta("coco"), params.evaluate, tmp_path / "eval", worst_n=2)
-    assert len(drawn["images"]) == 2
-    np.testing.assert_array_equal(drawn["images"][0], split.images([worst])[0])
-    np.testing.assert_allclose(drawn["gt"][0], split.keypoints[worst])
-    shift = drawn["pred"][0] - split.keypoints[worst]
-    assert np.all(np.abs(shift) > 0.5), "the prediction is 7 image pixels off, drawn in input pixels"
-    assert drawn["labels"][0].startswith(f"img {int(split.image_id[worst])}: 9.9px")
