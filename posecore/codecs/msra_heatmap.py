@@ -10,6 +10,14 @@ import numpy as np
 
 from posecore._lazy import lazy_import
 
+from ._decode import (
+    heatmap_argmax,
+    heatmap_argmax_numpy,
+    refine_dark,
+    refine_dark_numpy,
+    refine_quarter,
+    refine_quarter_numpy,
+)
 from ._utils import (
     check_blur_kernel,
     check_encode_inputs,
@@ -19,13 +27,7 @@ from ._utils import (
     gaussian_rows,
     get_output,
     get_output_numpy,
-    heatmap_argmax,
-    heatmap_argmax_numpy,
     in_reach,
-    refine_dark,
-    refine_dark_numpy,
-    refine_quarter,
-    refine_quarter_numpy,
 )
 from .base import Codec, register_codec
 

@@ -11,6 +11,13 @@ import numpy as np
 
 from posecore._lazy import lazy_import
 
+from ._decode import (
+    refine_simcc_dark,
+    refine_simcc_dark_numpy,
+    simcc_argmax,
+    simcc_argmax_numpy,
+    simcc_blur_kernel,
+)
 from ._utils import (
     check_encode_inputs,
     check_positive,
@@ -19,11 +26,6 @@ from ._utils import (
     get_output,
     get_output_numpy,
     in_reach,
-    refine_simcc_dark,
-    refine_simcc_dark_numpy,
-    simcc_argmax,
-    simcc_argmax_numpy,
-    simcc_blur_kernel,
 )
 from .base import Codec, register_codec
 

@@ -10,6 +10,12 @@ import numpy as np
 
 from posecore._lazy import lazy_import
 
+from ._decode import (
+    heatmap_argmax,
+    heatmap_argmax_numpy,
+    refine_dark_udp,
+    refine_dark_udp_numpy,
+)
 from ._utils import (
     blur_matrix,
     blur_matrix_numpy,
@@ -22,11 +28,7 @@ from ._utils import (
     gaussian_blur_numpy,
     get_output,
     get_output_numpy,
-    heatmap_argmax,
-    heatmap_argmax_numpy,
     in_reach,
-    refine_dark_udp,
-    refine_dark_udp_numpy,
 )
 from .base import Codec, register_codec
 

@@ -167,24 +167,42 @@ def _map(fn: Any, groups: list[list[int]], workers: int) -> Iterable[Any]:
     return pool.map(fn, groups)
 
 
-def _build_train(ds: CocoPoseDataset, out: Path, spec: CacheSpec, input_size: tuple[int, int]) -> int:
-    instances = list(ds.instances)
+def _build_split(
+    instances: list[PoseInstance],
+    out: Path,
+    spec: CacheSpec,
+    shards: tuple[str, str, tuple[int, int]],
+    fields: dict[str, np.ndarray],
+    work: Any,
+) -> tuple[dict[str, np.ndarray], list[PoseInstance]]:
+    """Write one split's shards in image order (``work(instances, group)`` makes a group's images);
+    returns ``fields`` in that order and the instances in that order.
+
+    ``shards``: (file prefix, item name, (H, W) of an item).
+    """
     n = len(instances)
     out.mkdir(parents=True)
     groups = _group_by_image(instances)
     order = np.array([i for g in groups for i in g], dtype=np.int64)
-    k = ds.meta.num_keypoints
+    prefix, item, (h, w) = shards
+    if n:
+        results = _map(lambda g: work(instances, g), groups, spec.workers)
+        _write_sharded(out, prefix, n, (h, w, 3), results, item, spec.shard_size, fields, order)
+    return {name: array[order] for name, array in fields.items()}, [instances[i] for i in order]
+
+
+def _build_train(ds: CocoPoseDataset, out: Path, spec: CacheSpec, input_size: tuple[int, int]) -> int:
+    instances = list(ds.instances)
+    n, k = len(instances), ds.meta.num_keypoints
     fields = {
         "keypoints": np.zeros((n, k, 2), np.float32),
         "bbox": np.zeros((n, 4), np.float32),
         "to_image": np.zeros((n, 2, 3), np.float32),
     }
     cw, ch = spec.crop_size(input_size)
-    if n:
-        results = _map(lambda g: _train_crops(instances, g, spec, input_size), groups, spec.workers)
-        _write_sharded(out, "crops", n, (ch, cw, 3), results, "crop", spec.shard_size, fields, order)
-    ordered = [instances[i] for i in order]
-    index = {name: array[order] for name, array in fields.items()}
+    index, ordered = _build_split(
+        instances, out, spec, ("crops", "crop", (ch, cw)), fields, lambda i, g: _train_crops(i, g, spec, input_size)
+    )
     index["visible"] = np.stack([i.keypoints_visible for i in ordered]).astype(np.float32) if n else np.zeros((0, k))
     index.update(_common_index(ordered) if n else {})
     np.savez(out / "index.npz", **index)
@@ -193,11 +211,7 @@ def _build_train(ds: CocoPoseDataset, out: Path, spec: CacheSpec, input_size: tu
 
 def _build_val(ds: CocoPoseDataset, out: Path, spec: CacheSpec, codec: Codec) -> int:
     instances = list(ds.instances)
-    n = len(instances)
-    out.mkdir(parents=True)
-    groups = _group_by_image(instances)
-    order = np.array([i for g in groups for i in g], dtype=np.int64)
-    k = ds.meta.num_keypoints
+    n, k = len(instances), ds.meta.num_keypoints
     fields = {
         "keypoints": np.zeros((n, k, 2), np.float32),
         "visible": np.zeros((n, k), np.float32),
@@ -207,11 +221,14 @@ def _build_val(ds: CocoPoseDataset, out: Path, spec: CacheSpec, codec: Codec) ->
     }
     w, h = input_size = codec_input_size(codec)
     use_udp = bool(getattr(codec, "use_udp", False))
-    if n:
-        results = _map(lambda g: _val_inputs(instances, g, spec, input_size, use_udp), groups, spec.workers)
-        _write_sharded(out, "inputs", n, (h, w, 3), results, "input", spec.shard_size, fields, order)
-    ordered = [instances[i] for i in order]
-    index = {name: array[order] for name, array in fields.items()}
+    index, ordered = _build_split(
+        instances,
+        out,
+        spec,
+        ("inputs", "input", (h, w)),
+        fields,
+        lambda i, g: _val_inputs(i, g, spec, input_size, use_udp),
+    )
     index.update(_common_index(ordered) if n else {})
     np.savez(out / "index.npz", **index)
     if n:

@@ -23,9 +23,8 @@ Step metrics are buffered (:mod:`posecore.experiment._batching`) and written wit
 end-of-epoch ``epoch`` metric, and at close, so logging costs the training loop next to nothing
 (``benchmarks/bench_tracking.py``).
 
-Slightly over 400 lines because :class:`MlflowRun`'s lifecycle (create or resume, close with
-its status, restore the process's URI on every path) reads best in one class; its batching,
-curves, keys and URI switch already live in their own modules.
+Creating the training's run and reopening it from its run-id file live in
+:mod:`posecore.experiment.run_file`.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import sys
 import tempfile
 import warnings
@@ -45,14 +43,10 @@ from typing import TYPE_CHECKING, Any
 
 from posecore._flatten import flatten, to_dict
 from posecore.experiment._batching import BATCH_PARAMS_TAGS, MetricBuffer, chunks
-from posecore.experiment.config import TrackingConfig
 from posecore.experiment.curves import log_curves
 from posecore.experiment.keys import MAX_TAG_LENGTH, param_value, safe_key
-from posecore.experiment.lineage import lineage_tags
 from posecore.experiment.store import (
-    check_reachable,
     default_artifact_location,
-    resolve_tracking_uri,
     use_tracking_uri,
 )
 from posecore.io import atomic_write_json
@@ -355,86 +349,3 @@ def _system_metrics_available() -> bool:
             stacklevel=3,
         )
     return True
-
-
-# --------------------------------------------------------------------------- factories
-
-
-def make_logger(
-    cfg: TrackingConfig,
-    params: Any,
-    repo_root: str | Path,
-    rank: int,
-    run_id_file: str | Path | None,
-    *,
-    run_id: str | None = None,
-    stage: str = "train",
-) -> MlflowRun | NullLogger:
-    """The train stage's logger: an unstarted :class:`MlflowRun` on rank 0 (use it as ``with``),
-    a :class:`NullLogger` elsewhere. ``run_id`` resumes that run (training resumed from a checkpoint).
-
-    Raises :class:`~posecore.experiment.store.TrackingUnavailable` at once when the tracking
-    server does not answer.
-    """
-    if rank != 0:
-        return NullLogger()
-    uri = resolve_tracking_uri(cfg, repo_root)
-    check_reachable(uri, cfg.connect_timeout_s)
-    return MlflowRun(
-        uri,
-        experiment=cfg.experiment,
-        run_name=cfg.run_name,
-        run_id=run_id,
-        params=params,
-        tags={**lineage_tags(repo_root), "posecore.stage": stage},
-        params_prefix=stage,
-        system_metrics=cfg.system_metrics,
-        run_id_file=run_id_file,
-        artifact_location=cfg.artifact_location or None,
-    )
-
-
-def read_run_id_file(run_id_file: str | Path) -> dict[str, str]:
-    """``{"run_id", "tracking_uri", "experiment_id"}`` as written by :class:`MlflowRun`."""
-    path = Path(run_id_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"MLflow run id file {path} does not exist; run the train stage first")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not an MLflow run id file written by posecore.experiment: {exc}") from exc
-    if not isinstance(info, dict) or not info.get("run_id"):
-        raise ValueError(f"{path} has no run_id; it was not written by posecore.experiment")
-    return info
-
-
-def open_existing_run(
-    run_id_file: str | Path,
-    *,
-    tracking_uri: str | None = None,
-    timeout: float = 10.0,
-    tags: Mapping[str, Any] | None = None,
-) -> MlflowRun:
-    """The run recorded in ``run_id_file`` (by the train stage), for a later stage to log into.
-
-    ``tracking_uri`` overrides the URI recorded in the file (e.g. the same server seen from another
-    machine). Use it as ``with``; on exit the run ends again (FINISHED, or FAILED on an exception).
-    """
-    info = read_run_id_file(run_id_file)
-    uri = tracking_uri or info.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        raise ValueError(f"{run_id_file} names no tracking URI; pass tracking_uri")
-    check_reachable(uri, timeout)
-    return MlflowRun(uri, run_id=info["run_id"], tags=tags, curves_artifact=None)
-
-
-def open_run_if_recorded(run_id_file: str | Path, not_logged: str) -> MlflowRun | None:
-    """The run in ``run_id_file``, checked reachable now so a later stage fails before its work, or
-    None when training recorded no run (a model trained elsewhere): then the stage still runs and
-    warns ``"<run_id_file> does not exist: <not_logged>"``, attributed to the stage's caller.
-    """
-    path = Path(run_id_file)
-    if not path.is_file():
-        warnings.warn(f"{path} does not exist: {not_logged}", stacklevel=3)
-        return None
-    return open_existing_run(path)

@@ -7,16 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from posecore.codecs._utils import (
-    gaussian_1d,
-    gaussian_blur,
-    gaussian_blur1d,
-    gaussian_rows,
-    heatmap_argmax,
-    in_reach,
-    max_last,
-    simcc_argmax,
-)
+from posecore.codecs._decode import heatmap_argmax, max_last, simcc_argmax
+from posecore.codecs._utils import gaussian_1d, gaussian_blur, gaussian_blur1d, gaussian_rows, in_reach
 
 
 @pytest.mark.parametrize("ksize", [3, 5, 7, 11, 17, 23])

@@ -22,7 +22,7 @@ from posecore.experiment import (
     open_existing_run,
     open_run_if_recorded,
 )
-from posecore.experiment.run import read_run_id_file
+from posecore.experiment.run_file import read_run_id_file
 
 
 def test_train_run_params_tags_metrics_artifacts(
