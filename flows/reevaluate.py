@@ -1,7 +1,10 @@
 """Scheduled champion re-evaluation: is the registered champion still as good on today's val split?
 
-The weekly deployment pulls ``models:/<register.model_name>@champion`` (its bundle, checked
-against the SHA-256 recorded at registration: :func:`posecore.registry.pull.pull`), runs it with ONNX
+The weekly deployment pulls the champion of the configured model's task,
+``models:/<register.model_name>@champion`` (``<register.model_name>-onestage@champion`` when
+``model`` is a one-stage preset: :func:`posecore.registry.champion_ref`, the name the register
+stage used), its bundle checked against the SHA-256 recorded at registration
+(:func:`posecore.registry.pull.pull`), runs it with ONNX
 Runtime over the val split of the current target-encoding cache (``encode.out``, which must have
 been built for the champion's codec; the cache key is checked) and scores it with
 :func:`posecore.export.scoring.score_bundle` (``evaluate.*`` params). This is the export stage's
@@ -57,11 +60,11 @@ def _not_user_error(task: Task, task_run: TaskRun, state: State) -> bool:
     retry_condition_fn=_not_user_error,
     cache_policy=NO_CACHE,
 )
-def pull_champion(model_name: str, alias: str, dest: Path, tracking_uri: str) -> Champion:
-    """Download the bundle of ``model_name@alias`` into ``dest`` (SHA-256 checked); its registration record."""
+def pull_champion(model_ref: str, alias: str, dest: Path, tracking_uri: str) -> Champion:
+    """Download the bundle of ``model_ref`` (``NAME@alias``) into ``dest`` (SHA-256 checked); its registration record."""
     from posecore import registry
 
-    mv = registry.pull(f"{model_name}@{alias}", dest, client=registry.open_client(tracking_uri))
+    mv = registry.pull(model_ref, dest, client=registry.open_client(tracking_uri))
     return registry.champion_record(mv, alias)
 
 
@@ -152,21 +155,25 @@ def reevaluate_champion(
 ) -> Reevaluation:
     """Pull ``models:/<model_name>@<alias>``, score it on the current val split, record the result.
 
-    ``model_name`` defaults to ``register.model_name``; the tracking store is ``tracking.tracking_uri``,
-    else ``$MLFLOW_TRACKING_URI``, else the repository's ``mlflow.db``.
+    ``model_name`` is the registered name; it defaults to the one the register stage uses for the
+    configured model (``register.model_name``, with ``-onestage`` for a one-stage ``model``). The
+    tracking store is ``tracking.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the repository's
+    ``mlflow.db``.
     """
     import tempfile
 
     from posecore.config import load_params
     from posecore.experiment import resolve_tracking_uri
+    from posecore.registry import champion_ref
 
     root = find_repo(repo)
     params = load_params(root / "params.yaml")
-    name = model_name or params.register.model_name
+    task = params.model.spec().build_codec().task
+    ref = f"{model_name}@{alias}" if model_name else champion_ref(params.register.model_name, task, alias)
     uri = resolve_tracking_uri(params.tracking, root)
     with tempfile.TemporaryDirectory(prefix="posecore-champion-") as tmp:
         bundle = Path(tmp) / "bundle"
-        champion = pull_champion(name, alias, bundle, uri)
+        champion = pull_champion(ref, alias, bundle, uri)
         result = evaluate_champion(champion, bundle, root)
     run_id = record_reevaluation(result, root, uri)
     publish_reevaluation(result)

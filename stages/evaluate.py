@@ -19,20 +19,28 @@ without ``<train dir>/mlflow_run_id`` MLflow is skipped with a warning.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from posecore.config import Params
 from posecore.data.cache import cache_key, open_cache
 from posecore.datasets.layout import DatasetLayout
-from posecore.evaluation.outputs import EvaluateOutputs, write_report
+from posecore.evaluation.bottomup import predict_images
+from posecore.evaluation.outputs import EvaluateOutputs, write_bottomup_report, write_report
 from posecore.evaluation.topdown import predict_split
 from posecore.experiment import MlflowRun, open_run_if_recorded
 from posecore.export.trained import RUN_ID_FILE, load_trained
-from posecore.metainfo import load_meta
+from posecore.inference.compare import compare_topdown
+from posecore.metainfo import DatasetMeta, load_meta
+from posecore.registry.pull import open_client, pull
+
+_log = logging.getLogger("stages.evaluate")
 
 
 def log_to_run(tracker: MlflowRun, outputs: EvaluateOutputs, prefix: str = "eval") -> None:
@@ -55,11 +63,40 @@ def run(params: Params, out_dir: Path | None = None, device: str | None = None) 
     trained.check_dataset(load_meta(layout.meta), dataset_dir)
     key = cache_key(dataset_dir, params.encode, trained.spec.build_codec())
     split = open_cache(Path(params.encode.out), key)["val"]
-    preds = predict_split(trained.model, split, cfg.flip_test, cfg.batch_size, dev)
-    outputs = write_report(preds, split, layout.annotations("val"), trained.meta, cfg, out_dir)
+    if trained.spec.task == "onestage":
+        people = predict_images(trained.model, split, cfg.batch_size, dev)
+        comparison = _topdown_comparison(params, dataset_dir, trained.meta)
+        outputs = write_bottomup_report(
+            people, split, layout.annotations("val"), trained.meta, cfg, out_dir, comparison=comparison
+        )
+    else:
+        preds = predict_split(trained.model, split, cfg.flip_test, cfg.batch_size, dev)
+        outputs = write_report(preds, split, layout.annotations("val"), trained.meta, cfg, out_dir)
     if tracker is not None:
         log_to_run(tracker, outputs)
     return outputs
+
+
+def _topdown_comparison(params: Params, dataset_dir: Path, meta: DatasetMeta) -> dict[str, Any] | None:
+    """The top-down model of ``evaluate.compare_topdown`` scored on the same val images, or None.
+
+    A registry reference is pulled first. A comparison that cannot run (no registry, no
+    champion, another skeleton) is skipped with a warning: it explains, it does not gate.
+    """
+    ref = params.evaluate.compare_topdown
+    if not ref:
+        return None
+    try:
+        with tempfile.TemporaryDirectory(prefix="posecore-compare-") as tmp:
+            bundle = Path(ref)
+            if not (bundle / "bundle.json").is_file():
+                client = open_client(params.tracking.tracking_uri or None, params.tracking.connect_timeout_s)
+                bundle = Path(tmp) / "bundle"
+                pull(ref, bundle, client=client)
+            return compare_topdown(bundle, dataset_dir, meta, params.evaluate)
+    except Exception as exc:  # noqa: BLE001 (any failure only drops the side-by-side rows)
+        _log.warning("no top-down comparison (evaluate.compare_topdown=%r): %s", ref, exc)
+        return None
 
 
 def _body(params: Params) -> None:

@@ -1,11 +1,13 @@
 """Stage ``register``: the exported bundle and its evaluation -> a registered model version, promoted if better.
 
 Logs the bundle (``register.bundle``, by default ``export.out``) into the training run (the run id
-in ``<train.checkpoint_dir>/mlflow_run_id``), registers it as ``register.model_name`` with the
-alias ``challenger``, and moves ``champion`` to it when its metric (``register.metric``, by
-default ``evaluate.metric``, read from the evaluate stage's ``register.metrics`` file) beats the
-champion's on the same evaluation data (:mod:`posecore.registry`). Writes ``register.out``: the
-decision, the version and both numbers (a DVC metric).
+in ``<train.checkpoint_dir>/mlflow_run_id``), registers it under the name for its task
+(``register.model_name``, ``<register.model_name>-onestage`` for one-stage models:
+:func:`posecore.registry.registered_model_name`) with the alias ``challenger``, and moves
+``champion`` to it when its metric (``register.metric``, by default ``evaluate.metric``, read from
+the evaluate stage's ``register.metrics`` file) beats the champion's on the same evaluation data
+(:mod:`posecore.registry`). Writes ``register.out``: the decision, the registered name, the
+version, the task and both numbers (a DVC metric).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from posecore.registry import (
     promote,
     read_bundle,
     read_eval_metrics,
+    registered_model_name,
 )
 
 _log = logging.getLogger("stages.register")
@@ -59,7 +62,8 @@ def run(params: Params, cfg: RegisterConfig | None = None) -> PromotionDecision 
     check_reachable(uri, params.tracking.connect_timeout_s)
     version = log_bundle(bundle, run_info["run_id"], cfg, metric_value=value, eval_data=eval_data, tracking_uri=uri)
     result: dict[str, Any] = {
-        "model_name": cfg.model_name,
+        "model_name": registered_model_name(cfg.model_name, info.task),
+        "task": info.task,
         "registered": version is not None,
         "metric": cfg.metric_name(),
         "challenger_metric": value,
@@ -70,9 +74,9 @@ def run(params: Params, cfg: RegisterConfig | None = None) -> PromotionDecision 
     if version is not None:
         from mlflow import MlflowClient
 
-        decision = promote(MlflowClient(uri), cfg.model_name, version.version, cfg)
+        decision = promote(MlflowClient(uri), version.name, version.version, cfg)
         result |= decision.to_dict()
-        _log.info("%s version %s: %s (%s)", cfg.model_name, version.version, decision.decision, decision.reason)
+        _log.info("%s version %s: %s (%s)", version.name, version.version, decision.decision, decision.reason)
     atomic_write_json(cfg.out, result, indent=2)
     return decision
 

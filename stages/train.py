@@ -18,19 +18,23 @@ from typing import Any
 
 import torch
 
+from posecore.codecs import Codec
 from posecore.config import Params
 from posecore.data.cache import CachedTopdownData, cache_key, open_cache
+from posecore.data.images import CachedImageData
 from posecore.datasets.layout import DatasetLayout
 from posecore.engine import FitResult, fit
 from posecore.engine.distributed import get_rank, launch, launched_by_torchrun, session
 from posecore.engine.history import History, write_history
 from posecore.engine.seed import seed_everything
+from posecore.engine.step import TrainData, ValidateFn
+from posecore.evaluation.bottomup import make_bottomup_validator
 from posecore.evaluation.topdown import make_validator
 from posecore.experiment import make_logger, read_run_id_file
 from posecore.export.trained import RUN_ID_FILE, write_model_description
-from posecore.metainfo import load_meta
+from posecore.metainfo import DatasetMeta, load_meta
 from posecore.models.estimator import build_estimator
-from posecore.transforms import Normalize, topdown_train_pipeline
+from posecore.transforms import Normalize, image_train_pipeline, topdown_train_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,6 +44,20 @@ class TrainOutputs:
     checkpoint_dir: Path
     result: FitResult
     run_id: str | None
+
+
+def _data_and_validator(
+    params: Params, cache: dict[str, Any], meta: DatasetMeta, codec: Codec, layout: DatasetLayout
+) -> tuple[TrainData, ValidateFn]:
+    """Cached crops + top-down validation, or (one-stage) cached whole images + bottom-up validation."""
+    gt_file = layout.annotations("val")
+    if codec.task == "onestage":
+        pipeline = image_train_pipeline(meta, codec, params.augment)
+        data: TrainData = CachedImageData(cache["train"], pipeline, seed=params.train.seed)
+        return data, make_bottomup_validator(cache["val"], gt_file, meta, params.evaluate)
+    pipeline = topdown_train_pipeline(meta, codec, aug=params.augment, normalize=None, keep_uint8=True)
+    data = CachedTopdownData(cache["train"], pipeline, seed=params.train.seed)
+    return data, make_validator(cache["val"], gt_file, meta, params.evaluate)
 
 
 def run(params: Params, resume: Path | None = None, device: str | None = None) -> TrainOutputs:
@@ -58,15 +76,15 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
     previous_run = None
     if resume is not None and (out / RUN_ID_FILE).is_file():
         previous_run = read_run_id_file(out / RUN_ID_FILE)["run_id"]
-    tracker = make_logger(params.tracking, params, REPO, get_rank(), out / RUN_ID_FILE, run_id=previous_run)
+    tracker = make_logger(
+        params.tracking, params, REPO, get_rank(), out / RUN_ID_FILE, run_id=previous_run, task=codec.task
+    )
     # channels_last: 2-4x faster depthwise convolutions on CPUs, and the layout AMP kernels want on GPUs.
     model = build_estimator(spec, meta).to(memory_format=torch.channels_last)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # Batches stay uint8 until they reach the device, where they are normalised (MMPose's data
     # preprocessor): a quarter of the bytes through the DataLoader and the host-to-device copy.
-    pipeline = topdown_train_pipeline(meta, codec, aug=params.augment, normalize=None, keep_uint8=True)
-    data = CachedTopdownData(cache["train"], pipeline, seed=params.train.seed)
-    validate = make_validator(cache["val"], layout.annotations("val"), meta, params.evaluate)
+    data, validate = _data_and_validator(params, cache, meta, codec, layout)
 
     def loss_fn(outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return model.loss(outputs, batch["targets"])

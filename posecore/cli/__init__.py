@@ -1,9 +1,10 @@
 """The ``posecore`` command: one sub-command per step a person runs by hand.
 
 The sub-commands live by group: :mod:`posecore.cli.data` (``convert``, ``meta``, ``browse``),
-:mod:`posecore.cli.stack` (``stack``, ``remote``), :mod:`posecore.cli.infer` (``infer``) and
-:mod:`posecore.cli.registry` (``registry``, ``pull``); :mod:`posecore.cli._commands` says how to
-add one. ``-q/--quiet`` and ``-v/--verbose`` (before or after the sub-command) set the log level.
+:mod:`posecore.cli.stack` (``stack``, ``remote``), :mod:`posecore.cli.infer` (``infer``),
+:mod:`posecore.cli.models` (``presets``) and :mod:`posecore.cli.registry` (``registry``, ``pull``);
+:mod:`posecore.cli._commands` says how to add one. ``-q/--quiet`` and ``-v/--verbose`` (before or
+after the sub-command) set the log level.
 
 Errors that are the user's to fix (bad data, bad params, a service that is down:
 :data:`posecore.errors.USER_ERRORS`) print their message and exit 2.
@@ -15,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from posecore.cli import data, infer, registry, stack  # noqa: F401  (they register their commands)
+from posecore.cli import data, infer, models, registry, stack  # noqa: F401  (they register their commands)
 from posecore.cli._commands import COMMANDS, Runner, add_verbosity
 from posecore.errors import USER_ERRORS, report_user_error
 from posecore.progress import setup_logging, verbosity_level

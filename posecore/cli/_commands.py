@@ -1,7 +1,7 @@
 """The table of ``posecore`` sub-commands and the decorator that fills it.
 
 To add a sub-command, write it in the module of its group (``data``, ``stack``, ``infer``,
-``registry``; a new group is a new module imported in ``posecore/cli/__init__.py``)::
+``models``, ``registry``; a new group is a new module imported in ``posecore/cli/__init__.py``)::
 
     @command("name", help="one line")
     def _name(p: argparse.ArgumentParser) -> Runner:

@@ -57,6 +57,7 @@ def _registry(p: argparse.ArgumentParser) -> Runner:
                             "name": model.name,
                             "champion": champion,
                             "challenger": aliases.get(registry.CHALLENGER),
+                            "task": info.get("task"),
                             "metric": info.get("metric"),
                             "value": info.get("value"),
                         }
@@ -66,7 +67,8 @@ def _registry(p: argparse.ArgumentParser) -> Runner:
                 for r in [] if args.json else rows:
                     score = f"{r['metric']}={r['value']:.4f}" if r["value"] is not None else "-"
                     print(
-                        f"{r['name']:30s} champion={r['champion'] or '-':5s} challenger={r['challenger'] or '-':5s} {score}"
+                        f"{r['name']:30s} {r['task'] or '-':8s} champion={r['champion'] or '-':5s} "
+                        f"challenger={r['challenger'] or '-':5s} {score}"
                     )
                 return 0
             if args.registry_command == "show":
@@ -103,7 +105,11 @@ def _registry(p: argparse.ArgumentParser) -> Runner:
 
 @command("pull", help="download a registered model's bundle for `posecore infer --model DIR`")
 def _pull(p: argparse.ArgumentParser) -> Runner:
-    p.add_argument("model", metavar="NAME@ALIAS|NAME/VERSION", help="e.g. posecore-pose@champion")
+    p.add_argument(
+        "model",
+        metavar="NAME@ALIAS|NAME/VERSION",
+        help="e.g. posecore-pose@champion; one-stage models are registered as <name>-onestage",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="bundle folder to write (replaced atomically)")
     p.add_argument(
         "--tracking-uri",

@@ -9,6 +9,11 @@ device-agnostic (torch tensors on the CPU or a GPU):
         -> (keypoints (N, K, 2) float32 in input-image pixels, scores (N, K) float32)
     decode_numpy(outputs: dict[str, ndarray]) -> the same as NumPy arrays (no torch needed)
 
+That is the top-down kind (``Codec.task == "topdown"``: one person per crop). A one-stage codec
+(:class:`OneStageCodec`, ``task == "onestage"``, e.g. :class:`YOLOXPose`) encodes one image's
+people with their boxes and decodes the head's dense outputs (``ONESTAGE_OUTPUT_KEYS``, B images)
+into one :class:`Poses` per image; see ``posecore/codecs/base.py``.
+
 The same codec object builds the targets and decodes the head, so the two cannot drift; the
 bundle runtime decodes with ``decode_numpy`` of the codec :func:`numpy_decoder` rebuilds from
 ``bundle.json``. Importing this package does not import torch (the codecs import it lazily).
@@ -19,21 +24,38 @@ import the module below; give it ``decode_numpy`` beside ``decode``. Registry-dr
 up automatically.
 """
 
-from .base import Codec, NumpyDecoder, available_codecs, build_codec, codec_class, numpy_decoder, register_codec
+from .base import (
+    TASKS,
+    Codec,
+    NumpyDecoder,
+    OneStageCodec,
+    Poses,
+    available_codecs,
+    build_codec,
+    codec_class,
+    numpy_decoder,
+    register_codec,
+)
 from .integral_regression import IntegralRegression
 from .msra_heatmap import MSRAHeatmap
 from .regression import Regression
 from .simcc import SimCC
 from .udp_heatmap import UDPHeatmap
+from .yoloxpose import ONESTAGE_OUTPUT_KEYS, YOLOXPose
 
 __all__ = [
+    "ONESTAGE_OUTPUT_KEYS",
+    "TASKS",
     "Codec",
     "IntegralRegression",
     "MSRAHeatmap",
     "NumpyDecoder",
+    "OneStageCodec",
+    "Poses",
     "Regression",
     "SimCC",
     "UDPHeatmap",
+    "YOLOXPose",
     "available_codecs",
     "build_codec",
     "codec_class",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
@@ -30,10 +31,26 @@ from posecore._registry import Registry
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["Codec", "NumpyDecoder", "available_codecs", "build_codec", "codec_class", "numpy_decoder", "register_codec"]
+__all__ = [
+    "TASKS",
+    "Codec",
+    "NumpyDecoder",
+    "OneStageCodec",
+    "Poses",
+    "available_codecs",
+    "build_codec",
+    "codec_class",
+    "numpy_decoder",
+    "register_codec",
+]
 
-#: outputs (keyed like the codec's targets, NumPy arrays) -> keypoints (N, K, 2), scores (N, K), float32.
-NumpyDecoder = Callable[[Mapping[str, np.ndarray]], tuple[np.ndarray, np.ndarray]]
+#: The kinds of model a codec trains: ``topdown`` (one person per crop; boxes come from elsewhere)
+#: and ``onestage`` (whole images in, every person's box and keypoints out, no detector).
+TASKS = ("topdown", "onestage")
+
+#: outputs (keyed like the codec's targets, NumPy arrays) -> keypoints (N, K, 2), scores (N, K), float32;
+#: for a one-stage codec, one :class:`Poses` per image.
+NumpyDecoder = Callable[[Mapping[str, np.ndarray]], "tuple[np.ndarray, np.ndarray] | list[Poses]"]
 
 
 class Codec(ABC):
@@ -56,6 +73,9 @@ class Codec(ABC):
     target_keys: ClassVar[tuple[str, ...]]
     #: Whether the targets pair with the UDP crop (``TopdownAffine(use_udp=True)``).
     use_udp: ClassVar[bool] = False
+    #: The kind of model (one of :data:`TASKS`): it decides the data path, evaluation protocol,
+    #: bundle runtime and registry name; the codec is its one source, so a preset cannot disagree.
+    task: ClassVar[str] = "topdown"
 
     @abstractmethod
     def encode(self, keypoints: Tensor, visible: Tensor) -> dict[str, Tensor]:
@@ -76,6 +96,51 @@ class Codec(ABC):
     @abstractmethod
     def target_shapes(self, num_keypoints: int) -> dict[str, tuple[int, ...]]:
         """Per-instance shape of each target in ``target_keys`` (the batch dimension left out)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Poses:
+    """The people a one-stage model found in one image, best first; arrays are torch or NumPy alike.
+
+    boxes (n, 4) xyxy, keypoints (n, K, 2) (both in model-input pixels), scores (n,) the
+    person score, keypoint_scores (n, K) in [0, 1]; float32. n may be 0: an image with nobody
+    in it is a result, not an error.
+    """
+
+    boxes: Any
+    scores: Any
+    keypoints: Any
+    keypoint_scores: Any
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+class OneStageCodec(Codec):
+    """A codec of a one-stage (detector-free) model: whole images in, every person out.
+
+    encode: one image's people, keypoints (N, K, 2) and boxes (N, 4) xyxy in input pixels,
+        visible (N, K) -> the ground truth the head's dynamic assigner matches predictions to
+        (``target_keys``: "boxes", "keypoints", "visible", "areas", plus "keypoint_weights").
+    decode: the head's dense outputs, batched over B images (``output_keys``) -> one
+        :class:`Poses` per image after the score threshold, NMS and ``max_detections``.
+    decode_numpy: the same from NumPy arrays, for the torch-free bundle runtime.
+    """
+
+    task: ClassVar[str] = "onestage"
+    #: Keys of the dense outputs the head predicts and ``decode`` reads.
+    output_keys: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def encode(self, keypoints: Tensor, visible: Tensor, boxes: Tensor | None = None) -> dict[str, Tensor]:  # type: ignore[override]
+        """keypoints (N, K, 2), visible (N, K), boxes (N, 4) or None (from the keypoints) -> ground truth."""
+
+    @abstractmethod
+    def decode(self, outputs: Mapping[str, Tensor]) -> list[Poses]:  # type: ignore[override]
+        """Dense outputs (B, A, ...) -> one :class:`Poses` per image (torch tensors)."""
+
+    def decode_numpy(self, outputs: Mapping[str, np.ndarray]) -> list[Poses]:  # type: ignore[override]
+        raise NotImplementedError(f"{type(self).__name__} has no decode_numpy, so its bundles cannot be decoded")
 
 
 C = TypeVar("C", bound=type[Codec])

@@ -2,7 +2,8 @@
 
 Train people become uint8 crops with context around their boxes; val people become the
 model's inputs with their encoded targets; both go to memory-mapped shards. The folder
-layout, the key and the readers are in :mod:`posecore.data.cache`.
+layout, the key and the readers are in :mod:`posecore.data.cache`. One-stage codecs get
+whole images instead (:mod:`posecore.data.build_images`); :func:`build_cache` picks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from posecore.codecs import Codec
+from posecore.data.build_images import build_image_cache
 from posecore.data.cache import CacheSpec, cache_key, codec_input_size
 from posecore.datasets.coco import CocoPoseDataset, PoseInstance, load_image
 from posecore.io import atomic_output_dir, atomic_write_json
@@ -239,7 +241,12 @@ def _build_val(ds: CocoPoseDataset, out: Path, spec: CacheSpec, codec: Codec) ->
 
 
 def build_cache(dataset_dir: Path, out_dir: Path, spec: CacheSpec, codec: Codec) -> dict[str, Any]:
-    """Build the cache of ``dataset_dir`` (a canonical dataset) at ``out_dir``, replacing it atomically."""
+    """Build the cache of ``dataset_dir`` (a canonical dataset) at ``out_dir``, replacing it atomically.
+
+    The codec's task decides the layout: crops per person (top-down) or whole images (one-stage).
+    """
+    if codec.task == "onestage":
+        return build_image_cache(dataset_dir, out_dir, spec, codec)
     key = cache_key(dataset_dir, spec, codec)
     with atomic_output_dir(out_dir) as tmp:
         n_train = _build_train(CocoPoseDataset(dataset_dir, "train"), tmp / "train", spec, codec_input_size(codec))

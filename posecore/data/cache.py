@@ -22,6 +22,10 @@ The cache key (:func:`cache_key`) covers the dataset (hash of its annotation fil
 meta), the input size, the codec and its parameters and the crop spec; DVC tracks the same
 things as deps/params of the ``encode`` stage, and :func:`open_cache` refuses a cache whose key
 differs from what the caller expects.
+
+One-stage codecs (``codec.task == "onestage"``) get a different layout, whole letterboxed
+images with every person of each: :mod:`posecore.data.build_images` writes it,
+:class:`posecore.data.images.ImageSplit` reads it, and its key also holds ``"task"``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import torch
 from torch import Tensor
 
 from posecore.codecs import Codec, available_codecs, build_codec, codec_class
+from posecore.data.images import ImageSplit
 from posecore.transforms import Compose, KeyedRNG, make_topdown_batch
 from posecore.transforms.geometry import ImageList
 
@@ -50,7 +55,9 @@ class CacheSpec:
     """How people are cropped into the cache (the input size is the codec's ``input_size``).
 
     context: stored crop side / padded box side; crop_scale: stored pixels per model-input
-    pixel at augmentation scale 1; workers: decoding threads (speed only).
+    pixel at augmentation scale 1; workers: decoding threads (speed only). One-stage caches
+    store whole images and use only crop_scale (train images are crop_scale x the input),
+    shard_size and workers.
     """
 
     context: float = field(default=1.6, metadata={"range": (1.0, 4.0)})
@@ -93,12 +100,16 @@ def dataset_hash(dataset_dir: Path) -> str:
 def cache_key(dataset_dir: Path, spec: CacheSpec, codec: Codec) -> dict[str, Any]:
     # Only what shapes the stored data: not where it lives (``out`` of a subclass) or speed (``workers``).
     spec_dict = {f.name: getattr(spec, f.name) for f in dataclasses.fields(CacheSpec) if f.name != "workers"}
-    return {
+    key = {
         "version": CACHE_VERSION,
         "dataset": dataset_hash(dataset_dir),
         "spec": json.loads(json.dumps(spec_dict)),
         "codec": codec_config(codec),
     }
+    # Top-down keys stay as they were (no "task"), so existing caches keep matching.
+    if codec.task != "topdown":
+        key["task"] = codec.task
+    return key
 
 
 class CacheSplit:
@@ -150,20 +161,26 @@ class CacheSplit:
         return out
 
 
-def open_cache(root: Path, expected_key: dict[str, Any] | None = None) -> dict[str, CacheSplit]:
-    """Open a cache; with ``expected_key``, fail unless it was built from exactly that."""
+def open_cache(root: Path, expected_key: dict[str, Any] | None = None) -> dict[str, CacheSplit] | dict[str, ImageSplit]:
+    """Open a cache; with ``expected_key``, fail unless it was built from exactly that.
+
+    {"train", "val"} -> :class:`CacheSplit` (top-down), or :class:`ImageSplit` when the key says
+    ``"task": "onestage"``.
+    """
     key_file = root / "key.json"
     if not key_file.is_file():
         raise FileNotFoundError(f"no target-encoding cache at {root} (key.json missing): run `dvc repro encode`")
     stored = json.loads(key_file.read_text())
     if expected_key is not None:
-        differs = [k for k in ("version", "dataset", "spec", "codec") if stored.get(k) != expected_key.get(k)]
+        differs = [k for k in ("version", "task", "dataset", "spec", "codec") if stored.get(k) != expected_key.get(k)]
         if differs:
             raise ValueError(
                 f"the cache at {root} was built for different {', '.join(differs)} "
                 f"(cache: {[stored.get(k) for k in differs]}, now: {[expected_key.get(k) for k in differs]}); "
                 "rebuild it with `dvc repro encode`"
             )
+    if stored.get("task") == "onestage":
+        return {split: ImageSplit(root, split) for split in ("train", "val")}
     return {split: CacheSplit(root, split) for split in ("train", "val")}
 
 

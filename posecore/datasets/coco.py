@@ -20,7 +20,9 @@ Which annotations survive follows MMPose 1.x ``BaseCocoStyleDataset`` exactly:
 Top-down mode gives one :class:`PoseInstance` per surviving person. Bottom-up mode gives one
 :class:`PoseImage` per image with its people stacked; as in MMPose, an image with no
 surviving person is skipped for training and kept (with zero people) when ``test_mode``
-is set, because evaluation must see every image.
+is set, because evaluation must see every image. A bottom-up image also carries its crowd
+regions (``crowd_boxes``, the dropped ``iscrowd`` annotations' boxes, clipped as in rule 3):
+a one-stage model must neither learn them as people nor be punished for finding people there.
 
 With ``det_file`` (COCO detection results, top-down only) the instances are the detected
 person boxes (``category_id == 1``) whose ``score >= det_score_thr`` (MMPose's
@@ -79,7 +81,8 @@ class PoseImage:
 
     bboxes (N, 4) float32 xyxy; bbox_scores (N,) float32; keypoints (N, K, 2) float32;
     keypoints_visible (N, K) float32 in {0, 1}; ann_ids, num_keypoints, category_ids (N,)
-    int64; areas (N,) float32. N may be 0 (only in ``test_mode``).
+    int64; areas (N,) float32. N may be 0 (only in ``test_mode``). crowd_boxes (C, 4) float32
+    xyxy: the image's crowd regions (not among the N people), clipped like ``bboxes``.
     """
 
     image_path: Path
@@ -94,6 +97,7 @@ class PoseImage:
     areas: np.ndarray
     num_keypoints: np.ndarray
     category_ids: np.ndarray
+    crowd_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
 
     @property
     def num_instances(self) -> int:
@@ -157,7 +161,9 @@ def xywh_to_xyxy_clipped(bbox: list[float], width: float, height: float) -> np.n
     )
 
 
-def _stack_instances(image: dict[str, Any], path: Path, instances: list[PoseInstance], k: int) -> PoseImage:
+def _stack_instances(
+    image: dict[str, Any], path: Path, instances: list[PoseInstance], k: int, crowd: list[np.ndarray]
+) -> PoseImage:
     n = len(instances)
     return PoseImage(
         image_path=path,
@@ -172,6 +178,7 @@ def _stack_instances(image: dict[str, Any], path: Path, instances: list[PoseInst
         areas=np.array([i.area for i in instances], dtype=np.float32),
         num_keypoints=np.array([i.num_keypoints for i in instances], dtype=np.int64),
         category_ids=np.array([i.category_id for i in instances], dtype=np.int64),
+        crowd_boxes=np.stack(crowd) if crowd else np.zeros((0, 4), np.float32),
     )
 
 
@@ -218,6 +225,7 @@ class CocoPoseDataset:
         self.meta = meta
         self.image_root = layout.images_dir
         self.dropped: Counter[str] = Counter()
+        self._crowd_boxes: dict[int, list[np.ndarray]] = {}  # image id -> clipped crowd boxes
 
         doc = json.loads(self.ann_file.read_text())
         self._images: list[dict[str, Any]] = list(doc.get("images", []))
@@ -279,6 +287,10 @@ class CocoPoseDataset:
     def _parse(self, ann: dict[str, Any], image: dict[str, Any], min_keypoints: int) -> PoseInstance | None:
         if ann.get("iscrowd", 0):
             self.dropped["crowd"] += 1
+            if "bbox" in ann:
+                box = xywh_to_xyxy_clipped(ann["bbox"], image["width"], image["height"])
+                if box[2] > box[0] and box[3] > box[1]:
+                    self._crowd_boxes.setdefault(int(image["id"]), []).append(box)
             return None
         if "bbox" not in ann or not ann.get("keypoints") or max(ann["keypoints"]) <= 0:
             self.dropped["no_keypoints"] += 1
@@ -355,7 +367,8 @@ class CocoPoseDataset:
         for image in self._images:
             people = by_image.get(int(image["id"]), [])
             if people or self.test_mode:
-                out.append(_stack_instances(image, self._path(image), people, self.meta.num_keypoints))
+                crowd = self._crowd_boxes.get(int(image["id"]), [])
+                out.append(_stack_instances(image, self._path(image), people, self.meta.num_keypoints, crowd))
             elif self.mode == "bottomup":
                 self.dropped["empty_images"] += 1
         return out

@@ -164,7 +164,15 @@ def autocast_context(amp: str, device: torch.device) -> Callable[[], AbstractCon
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()}
+    """Tensors of the batch, also inside nested dicts (``targets``), moved to ``device``."""
+    return {
+        k: v.to(device, non_blocking=True)
+        if isinstance(v, Tensor)
+        else to_device(v, device)
+        if isinstance(v, dict)
+        else v
+        for k, v in batch.items()
+    }
 
 
 def forward_backward(step: Step, scaler: torch.amp.GradScaler, batch: dict[str, Any], sync: bool) -> dict[str, Tensor]:

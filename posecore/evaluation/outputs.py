@@ -5,17 +5,29 @@ and replaces ``out_dir`` atomically with the :data:`REPORT_FILES`: the metrics a
 and MLflow names them, the per-keypoint table (OKS beside the evaluators' columns) and the PCK curve
 as CSV and PNG, a grid of the worst-predicted instances (prediction | ground truth, drawn on the
 model's input crops), and the COCO results after rescoring and NMS.
+
+:func:`write_bottomup_report` writes the same files for a one-stage model
+(:mod:`posecore.evaluation.bottomup`): the same metric names, OKS of the matched people per
+keypoint, and the worst *images* (every person found | every labelled person, on the letterboxed
+inputs). Given :func:`~posecore.evaluation.bottomup.compare_topdown`'s numbers it adds the
+:data:`COMPARISON_FILES` and the top-down runs' AP/AR to metrics.json
+(``topdown_whole_image/AP``, ``topdown_gt_boxes/AR``, ...).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from posecore.data.cache import CacheSplit
+from posecore.evaluation.bottomup import PeopleMatch, bottomup_coco_evaluator, match_people, score_bottomup
+from posecore.evaluation.coco import STATS_NAMES, KeypointPredictions
 from posecore.evaluation.plots import plot_pck_curve, plot_per_keypoint, worst_instances_grid, write_png
 from posecore.evaluation.reports import write_pck_curve_csv, write_per_keypoint_csv
 from posecore.evaluation.topdown import (
@@ -28,11 +40,19 @@ from posecore.evaluation.topdown import (
     metric_names,
     score_predictions,
 )
-from posecore.io import atomic_output_dir, atomic_write_json
+from posecore.io import atomic_output_dir, atomic_write_json, atomic_write_text
 from posecore.metainfo import DatasetMeta
+from posecore.transforms.geometry import transform_points_numpy
+from posecore.visualization import Poses, draw_label, draw_side_by_side, make_grid
+
+if TYPE_CHECKING:
+    from posecore.data.images import ImageSplit
 
 WORST_N = 16
-"""How many instances ``worst.png`` shows."""
+"""How many instances (one-stage: images) ``worst.png`` shows."""
+
+DRAW_SCORE_THR = 0.3
+"""One-stage ``worst.png``: the people (person score) and keypoints (keypoint score) drawn as predicted."""
 
 REPORT_FILES = (
     METRICS_FILE,
@@ -45,17 +65,29 @@ REPORT_FILES = (
 )
 """Every file :func:`write_report` writes, in the order they are logged."""
 
+COMPARISON_FILES = ("comparison.json", "comparison.md")
+"""What :func:`write_bottomup_report` adds when given a top-down comparison."""
+
+COMPARISON_PROTOCOLS = (
+    ("one_stage", "one-stage (no boxes)"),
+    ("topdown_whole_image", "top-down, whole-image box"),
+    ("topdown_gt_boxes", "top-down, ground-truth boxes (ceiling)"),
+)
+"""comparison.json's keys and comparison.md's row labels, in table order."""
+
 
 @dataclass
 class EvaluateOutputs:
-    """``metrics``: metrics.json's contents (None where a metric is undefined, e.g. EPE without labels)."""
+    """``metrics``: metrics.json's contents (None where a metric is undefined, e.g. EPE without labels);
+    ``names``: the files written (:data:`REPORT_FILES`, plus :data:`COMPARISON_FILES` with a comparison)."""
 
     out_dir: Path
     result: EvalResult
     metrics: dict[str, float | None]
+    names: tuple[str, ...] = REPORT_FILES
 
     def files(self) -> list[Path]:
-        return [self.out_dir / name for name in REPORT_FILES]
+        return [self.out_dir / name for name in self.names]
 
 
 def per_keypoint_oks(
@@ -134,3 +166,127 @@ def _worst_grid(
         meta,
         labels,
     )
+
+
+def write_bottomup_report(
+    preds: KeypointPredictions,
+    split: ImageSplit,
+    gt_file: Path,
+    meta: DatasetMeta,
+    cfg: EvalConfig,
+    out_dir: Path,
+    worst_n: int = WORST_N,
+    comparison: Mapping[str, Mapping[str, float]] | None = None,
+) -> EvaluateOutputs:
+    """Score a one-stage model's ``preds`` of ``split`` and write the report files into ``out_dir`` (replaced
+    atomically); ``comparison`` is :func:`~posecore.evaluation.bottomup.compare_topdown`'s result, or None."""
+    result = score_bottomup(preds, split, gt_file, meta, cfg)
+    match = match_people(preds, split, meta)
+    gt = match.gt
+    oks = per_keypoint_oks(match.keypoints, gt.keypoints, gt.mask, gt.areas, np.asarray(meta.sigmas))
+    table = {name: {"OKS": float(oks[k]), **result.per_keypoint[name]} for k, name in enumerate(meta.keypoint_names)}
+    named = metric_names(result.metrics)
+    metrics = {**named, "images": float(len(split)), "instances": float(gt.labelled.sum())}
+    names = REPORT_FILES
+    if comparison is not None:
+        names = REPORT_FILES + COMPARISON_FILES
+        metrics.update(
+            {
+                f"topdown_{run}/{key}": comparison[run][key]
+                for run in ("whole_image", "gt_boxes")
+                for key in ("AP", "AR")
+            }
+        )
+    metrics = _finite(metrics)
+    with atomic_output_dir(out_dir) as tmp:
+        atomic_write_json(tmp / METRICS_FILE, metrics, indent=2)
+        write_per_keypoint_csv(tmp / "per_keypoint.csv", table)
+        write_pck_curve_csv(tmp / "pck_curve.csv", *result.pck_curve)
+        plot_per_keypoint(tmp / "per_keypoint.png", table)
+        plot_pck_curve(tmp / "pck_curve.png", *result.pck_curve)
+        write_png(tmp / "worst.png", _worst_images_grid(preds, match, split, meta, worst_n))
+        bottomup_coco_evaluator(gt_file, meta, cfg).write_results_json(tmp / "results.json", preds)
+        if comparison is not None:
+            doc = comparison_doc(named, comparison)
+            atomic_write_json(tmp / "comparison.json", doc, indent=2)
+            atomic_write_text(tmp / "comparison.md", comparison_markdown(doc))
+    return EvaluateOutputs(out_dir, result, metrics, names)
+
+
+def comparison_doc(
+    one_stage: Mapping[str, float], comparison: Mapping[str, Mapping[str, float]]
+) -> dict[str, dict[str, float | None]]:
+    """comparison.json: the COCO stats (metrics.json names) of each protocol, keyed as :data:`COMPARISON_PROTOCOLS`."""
+    coco = list(metric_names(dict.fromkeys(STATS_NAMES, 0.0)))
+    runs = {
+        "one_stage": one_stage,
+        "topdown_whole_image": comparison["whole_image"],
+        "topdown_gt_boxes": comparison["gt_boxes"],
+    }
+    return {key: _finite({m: runs[key][m] for m in coco if m in runs[key]}) for key, _ in COMPARISON_PROTOCOLS}
+
+
+def comparison_markdown(doc: Mapping[str, Mapping[str, float | None]]) -> str:
+    """comparison.json's runs as a markdown table: protocol | AP | AP .5 | AR (3 decimals, "-" where undefined)."""
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = ["| protocol | AP | AP .5 | AR |", "|---|---:|---:|---:|"]
+    for key, label in COMPARISON_PROTOCOLS:
+        m = doc.get(key, {})
+        lines.append(f"| {label} | {cell(m.get('AP'))} | {cell(m.get('AP_.5'))} | {cell(m.get('AR'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def _worst_images_grid(
+    preds: KeypointPredictions, match: PeopleMatch, split: ImageSplit, meta: DatasetMeta, n: int
+) -> np.ndarray:
+    """The ``n`` images the model answered worst: prediction | ground truth on each stored val input.
+
+    Badness of an image: the OKS its labelled people miss (1 - OKS each, 1 for a miss) plus the
+    person scores of the predictions that answer nobody, per labelled person (at least 1). Images
+    with neither people nor predictions come last. Drawn: predictions scoring at least
+    :data:`DRAW_SCORE_THR` (and their keypoints above it), the labelled people.
+    """
+    if len(split) == 0:
+        return np.zeros((8, 8, 3), np.uint8)
+    gt, rows = match.gt, match.pred_rows
+    count = np.bincount(gt.image_index[gt.labelled], minlength=len(split)).astype(np.float64)
+    missed = np.bincount(gt.image_index[gt.labelled], 1.0 - match.oks[gt.labelled], minlength=len(split))
+    extra = np.bincount(rows[match.unmatched], preds.bbox_scores[match.unmatched], minlength=len(split))
+    badness = np.where((count > 0) | (extra > 0), (missed + extra) / np.maximum(count, 1), -np.inf)
+    to_stored = np.asarray(split.warp, np.float64)[rows]
+    keypoints = _through(preds.keypoints, to_stored)
+    boxes = _through(preds.bboxes.reshape(-1, 2, 2), to_stored).reshape(-1, 4)
+    tiles = []
+    for i in np.argsort(-badness, kind="stable")[: max(1, n)]:
+        mine = np.flatnonzero((rows == i) & (preds.bbox_scores >= DRAW_SCORE_THR))
+        people = np.flatnonzero((gt.image_index == i) & gt.labelled)
+        pred = Poses(keypoints[mine], preds.keypoint_scores[mine], boxes[mine])
+        truth = Poses(split.keypoints[people], gt.visible[people].astype(np.float64), split.bbox[people])
+        found, extras = int(match.matched[people].sum()), int(match.unmatched[rows == i].sum())
+        mean_oks = f"{match.oks[people].mean():.2f}" if len(people) else "-"
+        label = f"img {int(split.image_id[i])}: {found}/{len(people)} found, OKS {mean_oks}, +{extras} unmatched"
+        tiles.append(_panel(split.images([i])[0], pred, truth, meta, label))
+    return make_grid(tiles, cols=min(4, len(tiles)))
+
+
+def _through(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """points (N, ..., 2) through the affines m (N, 2, 3); N may be 0."""
+    return transform_points_numpy(points, m) if len(points) else np.asarray(points, np.float64)
+
+
+def _panel(
+    image: np.ndarray, pred: Poses, truth: Poses, meta: DatasetMeta, label: str, min_height: int = 192
+) -> np.ndarray:
+    """prediction | ground truth on ``image`` (stored px), enlarged to at least ``min_height``, captioned."""
+    s = max(1, int(np.ceil(min_height / image.shape[0])))
+    big = cv2.resize(image, (image.shape[1] * s, image.shape[0] * s), interpolation=cv2.INTER_LINEAR)
+
+    def scaled(poses: Poses) -> Poses:  # pixel centres stay pixel centres
+        boxes = None if poses.bboxes is None else (np.asarray(poses.bboxes, np.float64) + 0.5) * s - 0.5
+        return Poses((np.asarray(poses.keypoints, np.float64) + 0.5) * s - 0.5, poses.scores, boxes)
+
+    tile = draw_side_by_side(big, scaled(pred), scaled(truth), meta, kpt_thr=DRAW_SCORE_THR, color_by="side")
+    return draw_label(tile, label, origin=(0, tile.shape[0] - 20))

@@ -43,6 +43,10 @@ class EvalConfig:
     flip_test: bool = True
     batch_size: int = field(default=64, metadata={"range": (1, 100_000)})
     out: str = "reports/eval"
+    #: One-stage models only: the top-down model scored beside them on the same val images (with
+    #: one whole-image box, and with the ground-truth boxes): a bundle folder, a registry
+    #: reference (``NAME@ALIAS``, ``NAME/VERSION``), or "" for none.
+    compare_topdown: str = "posecore-pose@champion"
 
     @property
     def higher_is_better(self) -> bool:

@@ -16,6 +16,10 @@ MAX_TAG_LENGTH = 8000  # MAX_TAG_VAL_LENGTH
 MAX_KEY_LENGTH = 250  # MAX_ENTITY_KEY_LENGTH
 _KEY_RE = re.compile(r"^[\w./\- :]+$")  # the characters MLflow accepts in metric, param and tag keys
 
+TAG_TASK = "posecore.task"
+"""The tag naming the kind of model (``topdown`` / ``onestage``: the codec's ``task``), on the training
+run and on every model version registered from it; the registry keys model names by it."""
+
 
 def safe_key(key: str) -> str:
     """A key MLflow accepts: unsupported characters become ``_``, at most 250 characters."""

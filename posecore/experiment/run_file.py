@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from posecore.experiment.config import TrackingConfig
+from posecore.experiment.keys import TAG_TASK
 from posecore.experiment.lineage import lineage_tags
 from posecore.experiment.run import MlflowRun, NullLogger
 from posecore.experiment.store import check_reachable, resolve_tracking_uri
@@ -30,9 +31,12 @@ def make_logger(
     *,
     run_id: str | None = None,
     stage: str = "train",
+    task: str | None = None,
 ) -> MlflowRun | NullLogger:
     """The train stage's logger: an unstarted :class:`MlflowRun` on rank 0 (use it as ``with``),
     a :class:`NullLogger` elsewhere. ``run_id`` resumes that run (training resumed from a checkpoint).
+    ``task`` (the codec's: ``topdown`` / ``onestage``) becomes the run tag :data:`TAG_TASK`, so runs
+    of the two kinds, whose metrics are not comparable, can be told apart and searched.
 
     Raises :class:`~posecore.experiment.store.TrackingUnavailable` at once when the tracking
     server does not answer.
@@ -47,7 +51,7 @@ def make_logger(
         run_name=cfg.run_name,
         run_id=run_id,
         params=params,
-        tags={**lineage_tags(repo_root), "posecore.stage": stage},
+        tags={**lineage_tags(repo_root), "posecore.stage": stage, **({TAG_TASK: task} if task else {})},
         params_prefix=stage,
         system_metrics=cfg.system_metrics,
         run_id_file=run_id_file,

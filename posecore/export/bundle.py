@@ -1,9 +1,11 @@
-"""``bundle.json``: :class:`BundleInfo`, read and written with the standard library only (no torch, no onnx).
+"""``bundle.json``: :class:`BundleInfo`, read and written without torch or onnx (the standard library and
+the task names of :mod:`posecore.codecs.base`).
 
 The file is one JSON object (``format`` 1)::
 
     {
       "format": 1,
+      "task": "topdown" | "onestage",                                 # the codec's task; absent: "topdown"
       "model_file": "model.onnx", "int8_model_file": "model.int8.onnx" | null,
       "quantization": "none" | "dynamic" | "static",
       "input_name": "inputs", "outputs": ["simcc_x", "simcc_y"],
@@ -20,6 +22,11 @@ Flip test at inference (what :meth:`PoseEstimator.flip_averaged` does, see
 :mod:`posecore.models.flip`): run ``inputs[..., ::-1]`` too, map its outputs back (mirror the
 x axis of ``heatmaps``/``simcc_x``, ``x -> 1 - x - 1 / w`` for ``coords``, reorder keypoints by
 ``flip_indices``, shift heatmaps one pixel right when ``shift_heatmap``) and average.
+
+``task`` (one of :data:`posecore.codecs.base.TASKS`, the codec class's ``task``) says what the
+model takes: person crops (``topdown``: boxes come from a detector) or whole images
+(``onestage``: it finds the people itself). Bundles written before one-stage models existed have
+no ``task`` and read as ``topdown``, the only kind there was.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from posecore.codecs.base import TASKS
 
 BUNDLE_FORMAT = 1
 INFO_FILE = "bundle.json"
@@ -70,6 +79,7 @@ class BundleInfo:
     int8_model_file: str | None = None
     quantization: str = "none"
     provenance: dict[str, Any] = field(default_factory=dict)
+    task: str = "topdown"
     format: int = BUNDLE_FORMAT
 
     def __post_init__(self) -> None:
@@ -86,6 +96,8 @@ class BundleInfo:
         out = []
         if self.format != BUNDLE_FORMAT:
             out.append(f"format {self.format} is not supported (this posecore reads format {BUNDLE_FORMAT})")
+        if self.task not in TASKS:
+            out.append(f"task must be one of {', '.join(TASKS)} (the codec's task), got {self.task!r}")
         for name in ("flip_indices", "sigmas", "keypoint_colors"):
             if len(getattr(self, name)) != k:
                 out.append(f"{name} has {len(getattr(self, name))} entries for {k} keypoints")

@@ -10,6 +10,7 @@ one and the other ``model.*`` keys override it. To add a preset, add a YAML file
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 import posecore.models.backbones  # noqa: F401  (registers)
 import posecore.models.heads  # noqa: F401
 import posecore.models.necks  # noqa: F401
-from posecore.codecs import Codec, build_codec
+from posecore.codecs import Codec, build_codec, codec_class
 from posecore.metainfo import DatasetMeta
 from posecore.models.builders import BACKBONES, HEADS, NECKS
 from posecore.models.flip import average_flip, flip_outputs
@@ -107,6 +108,11 @@ class ModelSpec:
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.codec.items() if k != "name"}
         return build_codec(self.codec["name"], input_size=self.input_size, **options)
 
+    @property
+    def task(self) -> str:
+        """``topdown`` or ``onestage`` (:data:`posecore.codecs.base.TASKS`): the codec's kind decides it."""
+        return codec_class(self.codec["name"]).task
+
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(self.__dict__))
 
@@ -124,8 +130,11 @@ def _options(component: Mapping[str, Any]) -> dict[str, Any]:
 class PoseEstimator(nn.Module):
     """inputs (B, 3, h, w) float32, normalised with ``mean``/``std`` -> outputs keyed like the codec's targets.
 
-    ``predict`` decodes to keypoints (B, K, 2) in input pixels and scores (B, K), averaging
-    with the horizontally flipped input when ``flip_test`` is on.
+    Top-down (``task == "topdown"``, one person per input): ``predict`` decodes to keypoints
+    (B, K, 2) in input pixels and scores (B, K), averaging with the horizontally flipped input
+    when ``flip_test`` is on. One-stage (``"onestage"``, whole images): ``predict`` returns one
+    :class:`~posecore.codecs.base.Poses` per image (every person found, input pixels); there is
+    no flip test (as MMPose's RTMO / YOLOX-Pose), ``flip_test`` is ignored.
     """
 
     def __init__(
@@ -140,6 +149,7 @@ class PoseEstimator(nn.Module):
         super().__init__()
         self.backbone, self.neck, self.head = backbone, neck, head
         self.codec, self.spec = codec, spec
+        self.task: str = codec.task
         self.meta_name = meta.name
         self.flip_indices = list(meta.flip_indices)
         self.mean: tuple[float, ...] = tuple(getattr(backbone, "mean", (123.675, 116.28, 103.53)))
@@ -161,7 +171,9 @@ class PoseEstimator(nn.Module):
         return average_flip(outputs, flipped)
 
     @torch.no_grad()
-    def predict(self, inputs: Tensor, flip_test: bool | None = None) -> tuple[Tensor, Tensor]:
+    def predict(self, inputs: Tensor, flip_test: bool | None = None) -> Any:
+        if self.task == "onestage":
+            return self.codec.decode(self(inputs))
         use_flip = self.spec.flip_test if flip_test is None else flip_test
         outputs = self.flip_averaged(inputs) if use_flip else self(inputs)
         return self.codec.decode(outputs)
@@ -173,6 +185,9 @@ def build_estimator(spec: ModelSpec, meta: DatasetMeta, pretrained: bool = True)
     ``pretrained=False`` skips loading backbone weights (e.g. when a checkpoint follows).
     """
     codec = spec.build_codec()
+    if codec.task == "onestage" and getattr(codec, "sigmas", "") is None:
+        # OKS (assignment cost, OKS-NMS) with the dataset's own per-keypoint sigmas
+        codec = dataclasses.replace(codec, sigmas=tuple(float(v) for v in meta.sigmas))
     backbone_opts = _options(spec.backbone)
     if not pretrained:
         backbone_opts.pop("pretrained", None)
@@ -190,11 +205,14 @@ def build_estimator(spec: ModelSpec, meta: DatasetMeta, pretrained: bool = True)
         channels, strides = tuple(neck.out_channels), tuple(neck.strides)
     head_opts = _options(spec.head)
     in_index = head_opts.get("in_index", -1)
+    # a dense multi-level head (one-stage) reads every level; the others read feats[in_index]
+    multi_level = bool(getattr(HEADS.get(spec.head["name"]), "multi_level", False))
+    feature = (channels, strides) if multi_level else (channels[in_index], strides[in_index])
     try:
         head = HEADS.build(
             spec.head["name"],
-            in_channels=channels[in_index],
-            in_stride=strides[in_index],
+            in_channels=feature[0],
+            in_stride=feature[1],
             num_keypoints=meta.num_keypoints,
             codec=codec,
             **head_opts,
@@ -202,7 +220,7 @@ def build_estimator(spec: ModelSpec, meta: DatasetMeta, pretrained: bool = True)
     except ValueError as exc:
         raise ValueError(
             f"model.head ({spec.head['name']}) does not fit backbone {spec.backbone['name']} "
-            f"(stride {strides[in_index]}, {channels[in_index]} channels) with input {spec.input_size}: {exc}"
+            f"(stride {feature[1]}, {feature[0]} channels) with input {spec.input_size}: {exc}"
         ) from exc
     return PoseEstimator(backbone, head, codec, meta, spec, neck)
 

@@ -3,11 +3,20 @@
 The register stage does, in the training run::
 
     version = log_bundle(Path("models/bundle"), run_id, cfg, metric_value=0.71, eval_data="md5:...")
-    decision = promote(MlflowClient(uri), cfg.model_name, version.version, cfg)
+    decision = promote(MlflowClient(uri), version.name, version.version, cfg)
+
+**One registered model per task.** ``register.model_name`` is a base name: top-down models are
+registered under it unchanged, one-stage models under ``<model_name>-onestage``
+(:func:`registered_model_name`; the task is bundle.json's, i.e. the codec's). Every version and its
+training run carry the tag ``posecore.task`` (:data:`TAG_TASK`); promotion refuses to compare
+versions of different tasks (someone registering by hand under another task's name), and lookups
+of a champion use the same naming (:func:`champion_ref`), so ``<base>-onestage@champion`` is the
+one-stage champion.
 
 One module per job:
 
-* :mod:`posecore.registry.config` — :class:`RegisterConfig` (``register:`` in params.yaml), :class:`RegistryError`;
+* :mod:`posecore.registry.config` — :class:`RegisterConfig` (``register:`` in params.yaml),
+  :func:`registered_model_name`, :class:`RegistryError`;
 * :mod:`posecore.registry.tags` — the aliases and ``posecore.*`` version tags, reading them back, :func:`read_eval_metrics`, :func:`find_metric`;
 * :mod:`posecore.registry.fingerprint` — the evaluation-data fingerprint (``md5:<hex>``, as DVC records it);
 * :mod:`posecore.registry.bundle` — :func:`log_bundle`: the ``onnx`` and ``pose`` models, registration, signatures;
@@ -19,12 +28,13 @@ One module per job:
 """
 
 from posecore.registry.bundle import BUNDLE_ARTIFACT, bundle_files, log_bundle, read_bundle, sha256_file
-from posecore.registry.config import LOWER_IS_BETTER, RegisterConfig, RegistryError
+from posecore.registry.config import LOWER_IS_BETTER, RegisterConfig, RegistryError, registered_model_name
 from posecore.registry.fingerprint import eval_data_fingerprint, file_fingerprint
 from posecore.registry.promotion import PromotionDecision, decide, promote
 from posecore.registry.pull import (
     Champion,
     champion_record,
+    champion_ref,
     describe_version,
     list_versions,
     open_client,
@@ -49,9 +59,11 @@ from posecore.registry.tags import (
     TAG_REPLACED_BY,
     TAG_RUN,
     TAG_SHA,
+    TAG_TASK,
     TAG_VALUE,
     find_metric,
     read_eval_metrics,
+    task_tag,
 )
 
 __all__ = [
@@ -73,6 +85,7 @@ __all__ = [
     "TAG_REPLACED_BY",
     "TAG_RUN",
     "TAG_SHA",
+    "TAG_TASK",
     "TAG_VALUE",
     "Champion",
     "PromotionDecision",
@@ -80,6 +93,7 @@ __all__ = [
     "RegistryError",
     "bundle_files",
     "champion_record",
+    "champion_ref",
     "decide",
     "describe_version",
     "eval_data_fingerprint",
@@ -93,6 +107,8 @@ __all__ = [
     "pull",
     "read_bundle",
     "read_eval_metrics",
+    "registered_model_name",
     "resolve_version",
     "sha256_file",
+    "task_tag",
 ]

@@ -9,14 +9,16 @@
 - ``pose`` (``python_function`` flavour, :class:`posecore.registry.pyfunc.BundlePoseModel`): the
   whole bundle folder as its artifact ``artifacts/bundle/`` plus the decoding, so person crops go in
   and keypoints come out (see :mod:`posecore.registry.pyfunc` for the request format). **This is
-  the registered model** (``cfg.model_name``): ``mlflow models serve -m models:/NAME@champion``
+  the registered model** (``NAME``: :func:`~posecore.registry.config.registered_model_name` of
+  ``cfg.model_name`` and the bundle's task): ``mlflow models serve -m models:/NAME@champion``
   answers pose requests with it, ``mlflow.pyfunc.load_model("models:/NAME@champion")`` predicts
   with it, and :func:`posecore.registry.pull.pull` downloads its bundle for
   ``posecore infer --model DIR``. At serve time it needs only numpy, onnxruntime, opencv and
   pandas (posecore's sources travel with the model).
 
-The new version gets the alias ``challenger`` and the tags of :mod:`posecore.registry.tags`;
-registration never touches ``champion`` (that is :mod:`posecore.registry.promotion`'s job).
+The new version gets the alias ``challenger`` and the tags of :mod:`posecore.registry.tags`
+(its task among them, also set on the run); registration never touches ``champion`` (that is
+:mod:`posecore.registry.promotion`'s job).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from posecore.registry.config import RegisterConfig, RegistryError
+from posecore.registry.config import RegisterConfig, RegistryError, registered_model_name
 from posecore.registry.fingerprint import recorded_fingerprint
 from posecore.registry.tags import (
     CHALLENGER,
@@ -42,6 +44,7 @@ from posecore.registry.tags import (
     TAG_ONNX_URI,
     TAG_RUN,
     TAG_SHA,
+    TAG_TASK,
     TAG_VALUE,
     find_metric,
 )
@@ -70,7 +73,8 @@ def log_bundle(
     eval_data: str | None = None,
     tracking_uri: str | None = None,
 ) -> ModelVersion | None:
-    """Log the bundle at ``bundle_dir`` into run ``run_id`` and register it as ``cfg.model_name``.
+    """Log the bundle at ``bundle_dir`` into run ``run_id`` and register it as
+    ``registered_model_name(cfg.model_name, task)``, the task being bundle.json's.
 
     Logs the ``onnx`` and the ``pose`` models (module docstring), registers ``pose`` and gives the
     new version the alias ``challenger`` and its tags. ``metric_value`` defaults to the bundle's
@@ -83,6 +87,7 @@ def log_bundle(
 
     bundle = Path(bundle_dir)
     info = read_bundle(bundle)
+    name = registered_model_name(cfg.model_name, info.task)
     metric = cfg.metric_name()
     if metric_value is None:
         recorded = info.provenance.get("metrics") or {}
@@ -115,13 +120,14 @@ def log_bundle(
             signature=pose_signature(),
             input_example=_pose_example(info.input_size),
             pip_requirements=_pins("mlflow", "onnxruntime", "numpy", "opencv-python-headless", "pandas"),
-            registered_model_name=cfg.model_name if cfg.register else None,
+            registered_model_name=name if cfg.register else None,
             metadata={
                 "posecore.onnx_model_uri": onnx_info.model_uri,
                 "posecore.io": "image: base64 JPEG/PNG person crop -> keypoints (K [x, y], crop px), scores (K)",
             },
         )
     client.set_tag(run_id, "posecore.registry.model_uri", pose_info.model_uri)
+    client.set_tag(run_id, TAG_TASK, info.task)  # also for runs trained before the train stage tagged it
     if not cfg.register:
         return None
     version = str(pose_info.registered_model_version)
@@ -130,17 +136,18 @@ def log_bundle(
         TAG_VALUE: repr(float(metric_value)),
         TAG_HIGHER: str(cfg.is_higher_better(metric)).lower(),
         TAG_EVAL_DATA: eval_data,
+        TAG_TASK: info.task,
         TAG_GIT: git_commit,
         TAG_RUN: run_id,
         TAG_ONNX_URI: onnx_info.model_uri,
         **{TAG_SHA + name: digest for name, digest in hashes.items()},
     }
     for key, value in tags.items():
-        client.set_model_version_tag(cfg.model_name, version, key, value)
-    client.set_registered_model_alias(cfg.model_name, CHALLENGER, version)
-    client.set_tag(run_id, "posecore.registry.version", f"{cfg.model_name}/{version}")
-    _log.info("registered %s version %s (%s=%s) as %s", cfg.model_name, version, metric, metric_value, CHALLENGER)
-    return client.get_model_version(cfg.model_name, version)
+        client.set_model_version_tag(name, version, key, value)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    client.set_tag(run_id, "posecore.registry.version", f"{name}/{version}")
+    _log.info("registered %s version %s (%s=%s) as %s", name, version, metric, metric_value, CHALLENGER)
+    return client.get_model_version(name, version)
 
 
 def read_bundle(bundle_dir: str | Path) -> BundleInfo:

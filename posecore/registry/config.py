@@ -1,10 +1,12 @@
-"""The ``register:`` section of params.yaml, and the error every registry operation raises."""
+"""The ``register:`` section of params.yaml, the registered model's name per task, and the error every
+registry operation raises."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from posecore.codecs.base import TASKS
 from posecore.errors import UserError
 
 LOWER_IS_BETTER = frozenset({"EPE", "NME", "MPJPE", "loss"})
@@ -15,10 +17,26 @@ class RegistryError(UserError, RuntimeError):
     """A registry operation cannot go on (bad bundle, unknown model, lock not obtained, ...)."""
 
 
+def registered_model_name(base: str, task: str) -> str:
+    """The registered model that versions of ``task`` go to: ``base`` for ``topdown``,
+    ``<base>-onestage`` for ``onestage``.
+
+    One name per task because a champion is only ever compared with versions of its own kind: a
+    one-stage model's AP (whole images, its own boxes) and a top-down model's (crops from given
+    boxes) are not the same experiment, and they take different requests. ``base`` is
+    ``register.model_name``; top-down keeps it unchanged, so existing registries stay as they are.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    return base if task == "topdown" else f"{base}-{task}"
+
+
 @dataclass(frozen=True)
 class RegisterConfig:
     """How a trained model is registered and promoted (``register:`` in params.yaml).
 
+    ``model_name``: the base name; a version registers under :func:`registered_model_name` of it
+    and the bundle's task (``<model_name>-onestage`` for one-stage models).
     ``metric``: the metric compared between versions; empty means ``evaluate.metric`` (the one that
     also selects ``best.pt``), ``"AP"`` outside the pipeline. ``higher_is_better``: None means from
     the metric (EPE, NME, MPJPE, loss: lower is better). ``min_improvement``: the margin by which a

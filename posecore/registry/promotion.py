@@ -6,6 +6,12 @@ decision, the reason and both numbers as ``posecore.promotion.*`` version tags a
 version's run (``registry/*`` metrics, ``posecore.promotion.*`` tags). The first version becomes
 champion. :func:`decide` is the rule alone (pure: it reads the versions' tags).
 
+**Never across tasks.** A challenger whose task (``posecore.task`` tag: ``topdown`` /
+``onestage``) differs from the champion's is refused with a :class:`RegistryError`, even with
+``force``: their numbers are not comparable and they answer different requests, so each task has
+its own registered model (:func:`~posecore.registry.config.registered_model_name`). This only
+trips when versions were registered by hand under another task's name.
+
 **Guarantees.** The registry is never without a champion once it had one: the alias is only ever
 *moved* (MLflow keeps one row per (model, alias), so moving it is one write, and there is never
 more than one champion), never deleted, and the promotion's other writes come after that one — a
@@ -54,6 +60,7 @@ from posecore.registry.tags import (
     float_tag,
     format_value,
     metric_key,
+    task_tag,
 )
 
 if TYPE_CHECKING:
@@ -169,7 +176,10 @@ def _promote_cas(
 def decide(
     challenger: ModelVersion, champion: ModelVersion | None, cfg: RegisterConfig, *, force: bool = False
 ) -> PromotionDecision:
-    """Whether ``challenger`` should replace ``champion`` (pure: reads the versions' tags only)."""
+    """Whether ``challenger`` should replace ``champion`` (pure: reads the versions' tags only).
+
+    Raises :class:`RegistryError` when the two are of different tasks (module docstring).
+    """
     tags = challenger.tags or {}
     metric = tags.get(TAG_METRIC) or cfg.metric_name()
     higher = bool_tag(tags.get(TAG_HIGHER), cfg.is_higher_better(metric))
@@ -197,6 +207,7 @@ def decide(
     base |= {"champion_metric": cvalue, "champion_version": str(champion.version)}
     if str(champion.version) == str(challenger.version):
         return PromotionDecision(**base, decision="unchanged", reason=f"version {champion.version} already is champion")
+    _check_same_task(challenger, champion)
     if force:
         return PromotionDecision(
             **base,
@@ -231,6 +242,18 @@ def decide(
     else:
         why = "equal" if gain == 0 else "worse"
     return PromotionDecision(**base, decision="rejected", reason=f"{why}: {numbers}")
+
+
+def _check_same_task(challenger: ModelVersion, champion: ModelVersion) -> None:
+    task, ctask = task_tag(challenger.tags), task_tag(champion.tags)
+    if task != ctask:
+        raise RegistryError(
+            f"{challenger.name} version {challenger.version} is a {task} model but the champion "
+            f"v{champion.version} is a {ctask} model: models of different tasks are never compared or "
+            f"promoted over each other (not even with force). Register each task under its own name, "
+            f"posecore.registry.registered_model_name(base, task) (what the register stage does: "
+            f"'<register.model_name>-onestage' for one-stage models), or choose another register.model_name"
+        )
 
 
 def _record(client: MlflowClient, d: PromotionDecision) -> None:

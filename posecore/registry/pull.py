@@ -3,7 +3,11 @@ describe and list versions, and the champion's registration record.
 
 :func:`pull` checks every file against the SHA-256 recorded at registration before the bundle
 replaces ``out_dir``; :func:`champion_record` reads what a version was registered with (metric,
-value, direction, evaluation data) from its tags, for the champion re-evaluation.
+value, direction, evaluation data, task) from its tags, for the champion re-evaluation.
+
+References name the registered model itself: one-stage models are registered under
+``<register.model_name>-onestage`` (:func:`~posecore.registry.config.registered_model_name`), so
+their champion is ``<base>-onestage@champion``; :func:`champion_ref` builds it from the base name.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from posecore.registry.bundle import BUNDLE_ARTIFACT, read_bundle, sha256_file
-from posecore.registry.config import LOWER_IS_BETTER, RegistryError
+from posecore.registry.config import LOWER_IS_BETTER, RegistryError, registered_model_name
 from posecore.registry.tags import (
+    CHAMPION,
     TAG_DECISION,
     TAG_EVAL_DATA,
     TAG_GIT,
@@ -30,6 +35,7 @@ from posecore.registry.tags import (
     TAG_VALUE,
     bool_tag,
     float_tag,
+    task_tag,
 )
 
 if TYPE_CHECKING:
@@ -43,7 +49,10 @@ _REF_RE = re.compile(r"^(?:models:/)?(?P<name>[^@/]+?)(?:@(?P<alias>[\w-]+)|/(?P
 
 @dataclass(frozen=True)
 class Champion:
-    """The model version behind an alias, with what was recorded when it was registered."""
+    """The model version behind an alias, with what was recorded when it was registered.
+
+    ``task``: ``topdown`` / ``onestage`` (``topdown`` for versions registered before the tag existed).
+    """
 
     model_name: str
     version: str
@@ -53,6 +62,7 @@ class Champion:
     recorded_value: float | None
     eval_data: str | None
     higher_is_better: bool
+    task: str = "topdown"
 
 
 def champion_record(mv: ModelVersion, alias: str) -> Champion:
@@ -72,7 +82,14 @@ def champion_record(mv: ModelVersion, alias: str) -> Champion:
         recorded_value=float_tag(tags.get(TAG_VALUE)),
         eval_data=tags.get(TAG_EVAL_DATA),
         higher_is_better=bool_tag(tags.get(TAG_HIGHER) or None, metric not in LOWER_IS_BETTER),
+        task=task_tag(tags),
     )
+
+
+def champion_ref(base: str, task: str, alias: str = CHAMPION) -> str:
+    """``NAME@alias`` of the registered model of ``task`` with base name ``base`` (``register.model_name``),
+    the same name the register stage registered it under."""
+    return f"{registered_model_name(base, task)}@{alias}"
 
 
 def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
@@ -163,6 +180,7 @@ def describe_version(mv: ModelVersion) -> dict[str, Any]:
         "metric": tags.get(TAG_METRIC),
         "value": float_tag(tags.get(TAG_VALUE)),
         "eval_data": tags.get(TAG_EVAL_DATA),
+        "task": task_tag(tags),
         "decision": tags.get(TAG_DECISION),
         "reason": tags.get(TAG_REASON),
         "run_id": mv.run_id,

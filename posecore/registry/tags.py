@@ -2,10 +2,11 @@
 
 A new version gets the alias ``challenger`` and the version tags :data:`TAG_METRIC`,
 :data:`TAG_VALUE`, :data:`TAG_HIGHER`, :data:`TAG_EVAL_DATA` (a fingerprint of the evaluation
-data), :data:`TAG_GIT`, :data:`TAG_RUN` and the SHA-256 of ``model.onnx`` and ``bundle.json``
+data), :data:`TAG_TASK` (``topdown`` / ``onestage``, from bundle.json; also a tag of the training
+run), :data:`TAG_GIT`, :data:`TAG_RUN` and the SHA-256 of ``model.onnx`` and ``bundle.json``
 (:data:`TAG_SHA` + file name); a promotion adds the ``posecore.promotion.*`` tags. Tags are
-strings: :func:`float_tag` and :func:`bool_tag` read them back, tolerant of what an older or a
-hand-edited version may hold. The metric a version is registered with comes from
+strings: :func:`float_tag`, :func:`bool_tag` and :func:`task_tag` read them back, tolerant of what
+an older or a hand-edited version may hold. The metric a version is registered with comes from
 :func:`read_eval_metrics` and :func:`find_metric`.
 """
 
@@ -18,6 +19,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from posecore.experiment.keys import TAG_TASK  # the training run's tag too: posecore.experiment owns the key
 
 _log = logging.getLogger(__name__)
 
@@ -53,6 +56,12 @@ def float_tag(text: str | None) -> float | None:
 def bool_tag(text: str | None, default: bool) -> bool:
     """A ``"true"``/``"false"`` tag; ``default`` when absent."""
     return default if text is None else text.strip().lower() == "true"
+
+
+def task_tag(tags: Mapping[str, str] | None) -> str:
+    """The task of a version from its tags; ``topdown`` without the tag (versions registered before
+    one-stage models existed were all top-down)."""
+    return (tags or {}).get(TAG_TASK) or "topdown"
 
 
 def format_value(value: float | None) -> str:

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
         transform_batch_kinds,
         transform_fields,
     )
-    from .bottomup import BottomupRandomAffine, BottomupResize
+    from .bottomup import BottomupRandomAffine, BottomupResize, GenerateOneStageTarget, image_train_pipeline
     from .common import IMAGENET_MEAN, IMAGENET_STD, GenerateTarget, Normalize, PhotometricDistortion, RandomFlip
     from .rng import KeyedRNG
     from .topdown import (
@@ -74,6 +74,7 @@ __all__ = [
     "BottomupRandomAffine",
     "BottomupResize",
     "Compose",
+    "GenerateOneStageTarget",
     "GenerateTarget",
     "GetBBoxCenterScale",
     "KeyedRNG",
@@ -88,6 +89,7 @@ __all__ = [
     "Transform",
     "available_transforms",
     "build_transform",
+    "image_train_pipeline",
     "make_topdown_batch",
     "register_transform",
     "topdown_train_pipeline",

@@ -3,6 +3,8 @@
 Each warp builds one matrix per image, folds a pending ``RandomFlip`` into it, samples the
 whole batch in one ``grid_sample`` call and moves every person's keypoints (B, N, K, 2) and
 boxes (B, N, 4) with it.
+
+:func:`image_train_pipeline` is the one-stage training recipe on whole (cached) images.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ._base import register_transform, require, require_rng
-from .common import check_prob, check_range
+from posecore.codecs.base import Codec
+from posecore.metainfo import DatasetMeta
+
+from ._base import Compose, Transform, register_transform, require, require_rng
+from .common import PhotometricDistortion, RandomFlip, check_prob, check_range
 from .geometry import (
     compose_affine,
     fix_aspect_ratio,
@@ -26,12 +31,12 @@ from .geometry import (
     warp_matrix,
 )
 from .rng import KeyedRNG, truncated_normal
-from .topdown import check_size
+from .topdown import TopdownAugmentation, check_size
 
-__all__ = ["BottomupRandomAffine", "BottomupResize"]
+__all__ = ["BottomupRandomAffine", "BottomupResize", "GenerateOneStageTarget", "image_train_pipeline"]
 
 
-def _apply_warp(batch: Any, m: Tensor, size: tuple[int, int], zero_outside: bool) -> Any:
+def _apply_warp(batch: Any, m: Tensor, size: tuple[int, int], zero_outside: bool, keep_uint8: bool = False) -> Any:
     """Warp images, keypoints and boxes by m (B, 2, 3) (geometry already in flipped coordinates)."""
     images = batch["images"]
     total = compose_affine(m, flip_matrix(batch["flip"], images.shape[-1], m.dtype))
@@ -40,7 +45,7 @@ def _apply_warp(batch: Any, m: Tensor, size: tuple[int, int], zero_outside: bool
     if zero_outside:
         vis = vis * points_inside(kp, size).to(vis.dtype)
     out = dict(batch)
-    out.update(images=warp_images(images, total, size), keypoints=kp, visible=vis, warp=total.float())
+    out.update(images=warp_images(images, total, size, keep_uint8), keypoints=kp, visible=vis, warp=total.float())
     if "bbox" in batch:
         x1, y1, x2, y2 = batch["bbox"].to(torch.float32).unbind(-1)
         corners = torch.stack([torch.stack(c, dim=-1) for c in ((x1, y1), (x2, y1), (x1, y2), (x2, y2))], dim=-2)
@@ -61,7 +66,8 @@ class BottomupRandomAffine:
     the ``scale_type`` side, rotation t * ``rotate_factor`` degrees (probability
     ``rotate_prob``); the box is centred at the image centre (W / 2, H / 2), or
     ((W - 1) / 2, (H - 1) / 2) with UDP, plus the shift. Keypoints outside the input get
-    visible 0 with ``zero_outside``. Adds ``warp`` (B, 2, 3) source -> input pixels.
+    visible 0 with ``zero_outside``. Adds ``warp`` (B, 2, 3) source -> input pixels. With
+    ``keep_uint8`` uint8 images stay uint8 (rounded), for a trainer that normalises on its device.
     """
 
     input_size: tuple[int, int]
@@ -75,6 +81,7 @@ class BottomupRandomAffine:
     use_udp: bool = False
     zero_outside: bool = True
     stream: int = 5
+    keep_uint8: bool = False
 
     def __post_init__(self) -> None:
         name = "BottomupRandomAffine"
@@ -104,7 +111,7 @@ class BottomupRandomAffine:
         else:
             center = torch.tensor([src_w / 2, src_h / 2], dtype=torch.float32, device=dev)
         m = warp_matrix(center + offset, scale, rotation, (w, h), self.use_udp, dtype=torch.float64)
-        return _apply_warp(batch, m, (w, h), self.zero_outside)
+        return _apply_warp(batch, m, (w, h), self.zero_outside, self.keep_uint8)
 
 
 def _fit_aspect(scale: Tensor, aspect_ratio: float, scale_type: str) -> Tensor:
@@ -179,3 +186,114 @@ class BottomupResize:
             ).expand(b, 2)
             m = warp_matrix(center, scale, zero, padded, dtype=torch.float64)
         return _apply_warp(batch, m, padded, self.zero_outside)
+
+
+def _compact(mask: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Per row, the columns where ``mask`` (B, R) holds, first ``size`` of them in order:
+    index (B, size) int64 into R and keep (B, size) bool (False past a row's count)."""
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    if order.shape[1] < size:
+        order = torch.cat([order, order.new_zeros(order.shape[0], size - order.shape[1])], dim=1)
+    keep = torch.arange(size, device=mask.device) < mask.sum(1, keepdim=True)
+    return order[:, :size], keep
+
+
+def _take(values: Tensor, index: Tensor, keep: Tensor) -> Tensor:
+    """values (B, R, ...) gathered at index (B, S) along R, zero where not ``keep``."""
+    if values.shape[1] == 0:
+        return values.new_zeros(index.shape + values.shape[2:])
+    idx = index.reshape(*index.shape, *([1] * (values.ndim - 2))).expand(*index.shape, *values.shape[2:])
+    taken = values.gather(1, idx)
+    return taken * keep.reshape(*keep.shape, *([1] * (values.ndim - 2))).to(taken.dtype)
+
+
+@dataclass(frozen=True)
+class GenerateOneStageTarget:
+    """Rows of whole images after the warp -> a one-stage codec's training targets (input px).
+
+    Reads keypoints (B, R, K, 2), visible (B, R, K), bbox (B, R, 4) and, optionally, present
+    (B, R) bool (False: padding; default all True) and crowd (B, R) bool (crowd regions;
+    default none). Boxes are clipped to the input; a person whose clipped box is under
+    ``min_box_side`` pixels a side (pushed out of view) is invalid and enters the codec as
+    zeros. Adds ``targets``: ``codec.encode(keypoints, visible, clipped boxes)`` reshaped to
+    (B, N, ...) (boxes (B, N, 4), keypoints (B, N, K, 2), visible (B, N, K), areas (B, N): the
+    clipped boxes' areas, the OKS scale), plus valid (B, N) bool, ignore_boxes (B, M, 4)
+    float32 (crowd regions, clipped) and ignore_valid (B, M) bool. People keep their order and come first in each row;
+    N is the most people of any row and M the most crowd regions (both >= 1, zero-padded).
+
+    Not in the transform registry: it needs a one-stage codec and crowd-marked rows, which the
+    registry's generic contract test does not build; :func:`image_train_pipeline` adds it.
+    """
+
+    codec: Codec
+    min_box_side: float = 2.0
+
+    def __post_init__(self) -> None:
+        if getattr(self.codec, "task", "topdown") != "onestage" or getattr(self.codec, "input_size", None) is None:
+            raise ValueError(
+                f"GenerateOneStageTarget needs a one-stage codec with an input_size, got {type(self.codec).__name__}; "
+                "top-down codecs use GenerateTarget"
+            )
+        if self.min_box_side < 0:
+            raise ValueError(f"GenerateOneStageTarget.min_box_side must be >= 0, got {self.min_box_side}")
+
+    def __call__(self, batch: Any, rng: KeyedRNG | None = None) -> Any:
+        require(batch, "GenerateOneStageTarget", "keypoints", "visible", "bbox")
+        kp, vis, bbox = batch["keypoints"], batch["visible"], batch["bbox"].to(torch.float32)
+        (b, r), k, dev = bbox.shape[:2], kp.shape[-2], bbox.device
+        present = batch.get("present", torch.ones(b, r, dtype=torch.bool, device=dev))
+        crowd = batch.get("crowd", torch.zeros(b, r, dtype=torch.bool, device=dev)) & present
+        person = present & ~crowd
+        w, h = self.codec.input_size  # type: ignore[attr-defined]
+        limit = torch.tensor([w, h, w, h], dtype=torch.float32, device=dev)
+        boxes = torch.minimum(bbox.clamp_min(0.0), limit)
+        side = boxes[..., 2:] - boxes[..., :2]
+
+        n = max(1, int(person.sum(1).max())) if r else 1
+        index, keep = _compact(person, n)
+        valid = keep & (_take(side, index, keep) >= self.min_box_side).all(-1)
+        # invalid people and padding enter the codec as zeros: zero box, nothing visible
+        encoded = self.codec.encode(  # type: ignore[call-arg]
+            _take(kp, index, valid).reshape(b * n, k, 2),
+            _take(vis, index, valid).reshape(b * n, k),
+            _take(boxes, index, valid).reshape(b * n, 4),
+        )
+        targets = {name: value.reshape(b, n, *value.shape[1:]) for name, value in encoded.items()}
+
+        m = max(1, int(crowd.sum(1).max())) if r else 1
+        index, keep = _compact(crowd, m)
+        ignore_valid = keep & (_take(side, index, keep) > 0).all(-1)
+        targets.update(valid=valid, ignore_boxes=_take(boxes, index, ignore_valid), ignore_valid=ignore_valid)
+        out = dict(batch)
+        out["targets"] = targets
+        return out
+
+
+def image_train_pipeline(meta: DatasetMeta, codec: Codec, aug: TopdownAugmentation) -> Compose:
+    """The one-stage training recipe on whole images, uint8 in and out, ending in ``codec``'s targets.
+
+    RandomFlip -> BottomupRandomAffine into ``codec.input_size`` -> [PhotometricDistortion]
+    -> GenerateOneStageTarget, with the flip, shift, scale and rotation settings of ``aug``
+    (params.yaml's ``augment:``; its half-body settings have no meaning for whole images).
+    Images stay uint8: the trainer normalises on its device, as for top-down with ``keep_uint8``.
+    """
+    input_size = getattr(codec, "input_size", None)
+    if input_size is None:
+        raise ValueError(f"{type(codec).__name__} has no input_size; a one-stage codec must define (w, h)")
+    steps: list[Transform] = [
+        RandomFlip(tuple(meta.flip_indices), prob=aug.flip_prob),
+        BottomupRandomAffine(
+            tuple(input_size),  # type: ignore[arg-type]
+            shift_factor=aug.shift_factor,
+            shift_prob=aug.shift_prob,
+            scale_factor=aug.scale_factor,
+            scale_prob=aug.scale_prob,
+            rotate_factor=aug.rotate_factor,
+            rotate_prob=aug.rotate_prob,
+            keep_uint8=True,
+        ),
+    ]
+    if aug.photometric:
+        steps.append(PhotometricDistortion())
+    steps.append(GenerateOneStageTarget(codec))
+    return Compose(steps)

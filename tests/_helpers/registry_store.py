@@ -8,6 +8,7 @@ column and row of the crop; :func:`make_version` registers a version carrying th
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import socket
@@ -25,8 +26,11 @@ from posecore.registry import CHALLENGER, CHAMPION
 W, H, K, SPLIT = 24, 32, 3, 2.0
 
 
-def tiny_bundle(path: Path, metrics: dict[str, float] | None = None) -> Path:
+def tiny_bundle(path: Path, metrics: dict[str, float] | None = None, task: str | None = "topdown") -> Path:
     """A bundle per the contract: model.onnx ("inputs" (N, 3, 32, 24) -> "simcc_x"/"simcc_y") + bundle.json.
+
+    ``task`` goes into bundle.json (the registry keys names by it; the graph stays the same);
+    None writes a bundle.json without the key, as bundles from before one-stage models were.
 
     The graph averages the input over channels and rows (columns) and spreads that profile over the
     SimCC bins with a narrow gaussian, so every keypoint lands on the brightest column and row.
@@ -85,7 +89,12 @@ def tiny_bundle(path: Path, metrics: dict[str, float] | None = None) -> Path:
         meta_name="tiny",
         flip_test=False,
         provenance={"git_commit": "abc123", "metrics": metrics or {"AP": 0.5}},
+        task=task or "topdown",
     ).write(path)
+    if task is None:
+        raw = json.loads((path / "bundle.json").read_text())
+        del raw["task"]
+        (path / "bundle.json").write_text(json.dumps(raw, indent=2))
     return path
 
 
@@ -133,8 +142,12 @@ def make_version(
     eval_data: str = "md5:val",
     metric: str = "AP",
     higher: bool = True,
+    task: str | None = None,
 ) -> str:
-    """A registered version carrying the tags log_bundle writes (no artifacts: promotion reads tags only)."""
+    """A registered version carrying the tags log_bundle writes (no artifacts: promotion reads tags only).
+
+    ``task`` None leaves the task tag out, as on versions registered before it existed.
+    """
     from mlflow.exceptions import MlflowException
 
     client = store.client
@@ -152,6 +165,8 @@ def make_version(
     }
     if value is not None:
         tags[registry.TAG_VALUE] = repr(value)
+    if task is not None:
+        tags[registry.TAG_TASK] = task
     for key, val in tags.items():
         client.set_model_version_tag(name, mv.version, key, val)
     client.set_registered_model_alias(name, CHALLENGER, mv.version)

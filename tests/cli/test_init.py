@@ -25,7 +25,7 @@ def test_top_level_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_every_command_group_registers_its_commands() -> None:
-    expected = {"convert", "meta", "browse", "stack", "remote", "infer", "registry", "pull"}
+    expected = {"convert", "meta", "browse", "stack", "remote", "infer", "presets", "registry", "pull"}
     assert set(COMMANDS.names()) == expected
 
 

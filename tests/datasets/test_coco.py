@@ -139,6 +139,18 @@ def test_bottomup_test_mode_keeps_every_image(dataset_dir: Path) -> None:
     assert empty.keypoints.shape == (0, K, 2) and empty.bboxes.shape == (0, 4)
 
 
+def test_bottomup_images_carry_their_crowd_regions(dataset_dir: Path) -> None:
+    """Crowd annotations are no people, but a one-stage model must know where they are."""
+    ds = CocoPoseDataset(dataset_dir, mode="bottomup", test_mode=True)
+    crowd = {img.image_id: img.crowd_boxes for img in ds.images}
+    np.testing.assert_array_equal(crowd[1], [[10, 20, 40, 60]])
+    np.testing.assert_array_equal(crowd[2], [[5, 5, 25, 25]])  # kept though nobody else is there
+    assert crowd[3].shape == (0, 4) and crowd[3].dtype == np.float32
+    assert ds.images[1].num_instances == 0
+    assert ds.stats().dropped["crowd"] == 2  # still dropped as people, and counted
+    assert [inst.ann_id for inst in CocoPoseDataset(dataset_dir).instances] == [1, 4, 8, 9]
+
+
 def test_keypoint_count_must_match_meta(tmp_path: Path) -> None:
     bad = [_ann(1, 1, [10, 20, 30, 40], [1.0, 2.0, 2] * 5)]
     with pytest.raises(DataValidationError, match=r"annotation id=1: field 'keypoints'.*5 keypoints.*17"):

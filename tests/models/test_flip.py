@@ -49,7 +49,8 @@ def _mirror(keypoints: torch.Tensor, visible: torch.Tensor, width: int) -> tuple
 
 
 def test_every_head_is_covered():
-    assert set(HEADS.names()) <= {r.head for r in VARIANTS.values()}
+    # one-stage (multi-level) heads have no flip test, as MMPose's YOLOX-Pose / RTMO
+    assert set(R.SINGLE_LEVEL) <= {r.head for r in VARIANTS.values()}
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_store import H, Store, W, champion_of, champions  # tests/_helpers (on sys.path by tests/conftest.py)
+from registry_store import (  # tests/_helpers (on sys.path by tests/conftest.py)
+    H,
+    Store,
+    W,
+    champion_of,
+    champions,
+    tiny_bundle,
+)
 
 from posecore import registry
-from posecore.registry import CHALLENGER, RegisterConfig, log_bundle
+from posecore.registry import CHALLENGER, RegisterConfig, log_bundle, read_bundle
 from posecore.registry.bundle import _stage_code
 
 
@@ -51,6 +59,27 @@ def test_failed_registration_keeps_the_champion(
     monkeypatch.undo()
     assert champions(store, name) == [before]
     assert store.client.get_run(run_id).info.status == "RUNNING"  # the run keeps its own status
+
+
+def test_each_task_registers_under_its_own_name_with_the_task_tagged(store: Store, tmp_path: Path) -> None:
+    base = store.model_name("keyed")
+    for task, name in (("onestage", f"{base}-onestage"), ("topdown", base)):
+        run_id = store.new_run()
+        bundle = tiny_bundle(tmp_path / task, task=task)
+        mv = log_bundle(bundle, run_id, RegisterConfig(model_name=base), metric_value=0.5, eval_data="md5:val")
+        assert mv is not None and mv.name == name == registry.registered_model_name(base, task)
+        assert mv.tags[registry.TAG_TASK] == task and CHALLENGER in mv.aliases
+        run_tags = store.client.get_run(run_id).data.tags
+        assert run_tags[registry.TAG_TASK] == task and run_tags["posecore.registry.version"] == f"{name}/{mv.version}"
+
+
+def test_an_old_bundle_without_a_task_reads_and_registers_as_top_down(store: Store, tmp_path: Path) -> None:
+    bundle = tiny_bundle(tmp_path / "old", task=None)
+    assert "task" not in json.loads((bundle / "bundle.json").read_text())
+    assert read_bundle(bundle).task == "topdown"
+    name = store.model_name("old")
+    mv = log_bundle(bundle, store.new_run(), RegisterConfig(model_name=name), metric_value=0.5, eval_data="md5:val")
+    assert mv is not None and mv.name == name and mv.tags[registry.TAG_TASK] == "topdown"
 
 
 def test_the_pose_model_ships_the_whole_posecore_package(tmp_path: Path) -> None:

@@ -27,7 +27,17 @@ from registry_store import (  # tests/_helpers (put on sys.path by tests/conftes
 )
 
 from posecore import registry
-from posecore.registry import CHALLENGER, CHAMPION, RegisterConfig, log_bundle, promote, promotion, pull
+from posecore.registry import (
+    CHALLENGER,
+    CHAMPION,
+    RegisterConfig,
+    RegistryError,
+    decide,
+    log_bundle,
+    promote,
+    promotion,
+    pull,
+)
 
 
 def test_first_version_becomes_champion_and_records_why(store: Store) -> None:
@@ -124,6 +134,35 @@ def test_force_promotes_and_still_records_numbers(store: Store) -> None:
     assert d.promoted and d.forced and d.reason.startswith("forced") and champion_of(store, name) == v2
     assert version_tags(store, name, v2)[registry.TAG_CHAMPION_METRIC] == "0.7"
     assert promote(store.client, name, v2, RegisterConfig()).decision == "unchanged"
+
+
+def test_a_champion_of_another_task_is_never_compared_nor_replaced(store: Store) -> None:
+    """Someone registered a one-stage version by hand under the top-down name: refused, even forced."""
+    name = store.model_name()
+    v1 = make_version(store, name, 0.5, task="topdown")
+    promote(store.client, name, v1, RegisterConfig())
+    v2 = make_version(store, name, 0.9, task="onestage")
+    for force in (False, True):
+        with pytest.raises(RegistryError, match=r"onestage model but the champion v\d+ is a topdown model") as exc:
+            promote(store.client, name, v2, RegisterConfig(), force=force)
+        assert "registered_model_name" in str(exc.value) and "register.model_name" in str(exc.value)
+    assert champions(store, name) == [v1]
+    tags = version_tags(store, name, v2)
+    assert tags[registry.TAG_DECISION] == "failed" and "topdown" in tags[registry.TAG_REASON]
+    with pytest.raises(RegistryError, match="never compared"):
+        decide(store.client.get_model_version(name, v2), store.client.get_model_version(name, v1), RegisterConfig())
+
+
+def test_versions_from_before_the_task_tag_count_as_top_down(store: Store) -> None:
+    name = store.model_name()
+    old = make_version(store, name, 0.5, task=None)
+    promote(store.client, name, old, RegisterConfig())
+    new = make_version(store, name, 0.6, task="topdown")
+    assert promote(store.client, name, new, RegisterConfig()).promoted
+    onestage = make_version(store, name, 0.7, task="onestage")
+    with pytest.raises(RegistryError, match="topdown"):
+        promote(store.client, name, onestage, RegisterConfig())
+    assert champion_of(store, name) == new
 
 
 def test_failed_alias_move_keeps_the_old_champion(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

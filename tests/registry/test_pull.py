@@ -17,10 +17,12 @@ from registry_store import (  # tests/_helpers (put on sys.path by tests/conftes
     champion_of,
     cross_crop,
     make_version,
+    tiny_bundle,
 )
 
 from posecore import registry
-from posecore.registry import RegisterConfig, RegistryError, parse_model_ref, promote, pull
+from posecore.export.bundle import BundleInfo
+from posecore.registry import RegisterConfig, RegistryError, log_bundle, parse_model_ref, promote, pull
 from posecore.registry.pull import champion_record
 
 
@@ -111,3 +113,27 @@ def test_champion_record_reads_the_registration_tags() -> None:
     assert epe.recorded_value is None and not epe.higher_is_better
     told = champion_record(_mv(**{registry.TAG_METRIC: "EPE", registry.TAG_HIGHER: "true"}), "champion")
     assert told.higher_is_better and told.recorded_value is None and told.eval_data is None
+    assert c.task == "topdown"  # registered before the task tag
+    assert champion_record(_mv(**{registry.TAG_TASK: "onestage"}), "champion").task == "onestage"
+
+
+def test_champion_lookups_use_the_registered_name_of_the_task() -> None:
+    assert registry.champion_ref("posecore-pose", "topdown") == "posecore-pose@champion"
+    assert registry.champion_ref("posecore-pose", "onestage") == "posecore-pose-onestage@champion"
+    assert registry.champion_ref("m", "onestage", "challenger") == "m-onestage@challenger"
+    assert parse_model_ref(registry.champion_ref("m", "onestage")) == ("m-onestage", "champion", None)
+
+
+def test_a_one_stage_champion_is_pulled_under_its_name(store: Store, tmp_path: Path) -> None:
+    base = store.model_name("pull")
+    bundle = tiny_bundle(tmp_path / "onestage", task="onestage")
+    cfg = RegisterConfig(model_name=base)
+    mv = log_bundle(bundle, store.new_run(), cfg, metric_value=0.5, eval_data="md5:val")
+    assert mv is not None
+    promote(store.client, mv.name, mv.version, cfg)
+    pulled = pull(registry.champion_ref(base, "onestage"), tmp_path / "out", client=store.client)
+    assert (pulled.name, pulled.version) == (f"{base}-onestage", mv.version)
+    assert BundleInfo.read(tmp_path / "out").task == "onestage"
+    assert registry.describe_version(store.client.get_model_version(mv.name, mv.version))["task"] == "onestage"
+    with pytest.raises(RegistryError, match="no version with alias"):  # nothing under the top-down name
+        pull(registry.champion_ref(base, "topdown"), tmp_path / "none", client=store.client)

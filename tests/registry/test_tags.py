@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from posecore.registry.tags import bool_tag, find_metric, float_tag, format_value, metric_key, read_eval_metrics
+from posecore.registry.tags import (
+    TAG_TASK,
+    bool_tag,
+    find_metric,
+    float_tag,
+    format_value,
+    metric_key,
+    read_eval_metrics,
+    task_tag,
+)
 
 
 def test_float_tags_are_finite_numbers_or_none() -> None:
@@ -20,6 +29,11 @@ def test_float_tags_are_finite_numbers_or_none() -> None:
 def test_bool_tags_fall_back_to_the_default_only_when_absent() -> None:
     assert bool_tag(None, True) and not bool_tag(None, False)
     assert bool_tag(" True ", False) and not bool_tag("false", True)
+
+
+def test_the_task_tag_defaults_to_top_down_on_versions_from_before_it() -> None:
+    assert task_tag({TAG_TASK: "onestage"}) == "onestage" and TAG_TASK == "posecore.task"
+    assert task_tag({}) == task_tag(None) == task_tag({TAG_TASK: ""}) == "topdown"
 
 
 def test_metric_key() -> None:

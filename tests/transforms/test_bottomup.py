@@ -5,7 +5,14 @@ import pytest
 import torch
 from torch import Tensor
 
-from posecore.transforms import BottomupRandomAffine, BottomupResize, Compose, KeyedRNG, RandomFlip
+from posecore.transforms import (
+    BottomupRandomAffine,
+    BottomupResize,
+    Compose,
+    GenerateOneStageTarget,
+    KeyedRNG,
+    RandomFlip,
+)
 from posecore.transforms.geometry import invert_affine, transform_points
 from posecore.transforms.reference import get_warp_matrix_np, warp_affine_cv2
 
@@ -128,3 +135,66 @@ def test_random_affine_parameter_ranges() -> None:
     assert (rot.abs() > 1e-4).float().mean().item() == pytest.approx(0.5, abs=0.03)
     factor = 1.0 / a.det().abs().sqrt()  # source pixels per input pixel = the random scale factor (8 / 8)
     assert factor.min() >= 0.75 - 1e-4 and factor.max() <= 1.5 + 1e-4
+
+
+def _onestage_codec():  # noqa: ANN202
+    from posecore.codecs import build_codec
+
+    return build_codec("yoloxpose", input_size=(64, 48))
+
+
+def test_onestage_targets_clip_compact_and_ignore() -> None:
+    """Rows (people, crowd regions, padding) -> people first and valid, crowd regions as ignore boxes."""
+    k = 3
+    bbox = torch.tensor(
+        [
+            [[-10.0, 5, 20, 30], [70, 10, 90, 20], [10, 10, 30, 40], [62.5, 0, 80, 10], [0, 0, 0, 0]],
+            [[5.0, 5, 6.5, 40], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]],
+        ]
+    )
+    kp = torch.full((2, 5, k, 2), 12.0)
+    kp[0, 0, 0] = torch.tensor([-2.0, 10.0])  # outside the input
+    batch = {
+        "keypoints": kp,
+        "visible": torch.ones(2, 5, k),
+        "bbox": bbox,
+        "present": torch.tensor([[True, True, True, True, False], [True, False, False, False, False]]),
+        "crowd": torch.tensor([[False, False, True, True, False], [False] * 5]),
+    }
+    t = GenerateOneStageTarget(_onestage_codec())(batch)["targets"]
+    # row 0: person 0 clipped to [0, 5, 20, 30], person 1 wholly right of the 64 px input: invalid;
+    # row 1: a 1.5 px wide person is invalid too
+    assert t["valid"].tolist() == [[True, False], [False, False]]
+    assert t["boxes"][0, 0].tolist() == [0, 5, 20, 30] and t["areas"][0, 0] == 500
+    assert (t["boxes"][~t["valid"]] == 0).all() and (t["visible"][~t["valid"]] == 0).all()
+    assert t["visible"][0, 0].tolist() == [0.0, 1.0, 1.0], "keypoints outside the input are not visible"
+    assert t["ignore_valid"].tolist() == [[True, True], [False, False]]
+    assert t["ignore_boxes"][0].tolist() == [[10, 10, 30, 40], [62.5, 0, 64, 10]]
+    assert t["keypoints"].shape == (2, 2, k, 2) and t["keypoint_weights"].shape == (2, 2, k)
+
+
+def test_onestage_targets_need_a_onestage_codec() -> None:
+    from posecore.codecs import build_codec
+
+    with pytest.raises(ValueError, match="one-stage codec"):
+        GenerateOneStageTarget(build_codec("msra_heatmap", input_size=(64, 48), heatmap_size=(16, 12)))
+
+
+def test_image_train_pipeline_keeps_uint8_and_makes_targets(coco_meta) -> None:  # noqa: ANN001
+    from posecore.transforms import image_train_pipeline
+    from posecore.transforms.topdown import TopdownAugmentation
+
+    pipeline = image_train_pipeline(coco_meta, _onestage_codec(), TopdownAugmentation(photometric=True))
+    g = torch.Generator().manual_seed(0)
+    kp = torch.rand(2, 1, 17, 2, generator=g) * 50 + 10
+    batch = {
+        "images": torch.randint(0, 256, (2, 3, 72, 96), dtype=torch.uint8, generator=g),
+        "keypoints": kp,
+        "visible": torch.ones(2, 1, 17),
+        "bbox": torch.cat([kp.amin(2), kp.amax(2)], -1),
+        "flip": torch.zeros(2, dtype=torch.bool),
+        "keys": torch.tensor([0, 1]),
+    }
+    out = pipeline(batch, KeyedRNG(0))
+    assert out["images"].dtype == torch.uint8 and out["images"].shape == (2, 3, 48, 64)
+    assert out["targets"]["valid"].shape == (2, 1) and out["targets"]["ignore_boxes"].shape == (2, 1, 4)

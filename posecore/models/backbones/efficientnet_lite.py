@@ -191,24 +191,43 @@ def _init_weights(model: nn.Module) -> None:
 LITE_SCALING = {0: (1.0, 1.0), 1: (1.0, 1.1), 2: (1.1, 1.2)}
 
 
-def _build(variant: int, out_indices: Sequence[int] | None, pretrained: str | None) -> EfficientNetLite:
+def _build(
+    variant: int, out_indices: Sequence[int] | None, pretrained: str | None, head_conv: bool = True
+) -> EfficientNetLite:
     width, depth = LITE_SCALING[variant]
-    return finish(EfficientNetLite(width, depth, out_indices), f"efficientnet_lite{variant}", pretrained)
+    model = finish(EfficientNetLite(width, depth, out_indices), f"efficientnet_lite{variant}", pretrained)
+    if not head_conv and model.head is not None:
+        # the stride-32 output is the last MBConv stage itself (320 channels for Lite0), not the
+        # 1280-channel classifier conv: a neck reading every level stays small
+        model.head = None
+        model._taps = model._taps | {model._ends[3]}
+        last = model.blocks[-1].project.conv.out_channels
+        model.out_channels = (*model.out_channels[:-1], last)
+    return model
 
 
 @BACKBONES.register("efficientnet_lite0")
-def efficientnet_lite0(out_indices: Sequence[int] | None = None, pretrained: str | None = None) -> EfficientNetLite:
-    """EfficientNet-Lite0: channels (24, 40, 112, 1280), strides (4, 8, 16, 32); ``pretrained="imagenet"``."""
-    return _build(0, out_indices, pretrained)
+def efficientnet_lite0(
+    out_indices: Sequence[int] | None = None, pretrained: str | None = None, head_conv: bool = True
+) -> EfficientNetLite:
+    """EfficientNet-Lite0: channels (24, 40, 112, 1280), strides (4, 8, 16, 32); ``pretrained="imagenet"``;
+    ``head_conv=False``: the stride-32 output skips the 1x1 classifier conv (the last stage's channels)."""
+    return _build(0, out_indices, pretrained, head_conv)
 
 
 @BACKBONES.register("efficientnet_lite1")
-def efficientnet_lite1(out_indices: Sequence[int] | None = None, pretrained: str | None = None) -> EfficientNetLite:
-    """EfficientNet-Lite1: channels (24, 40, 112, 1280), strides (4, 8, 16, 32); ``pretrained="imagenet"``."""
-    return _build(1, out_indices, pretrained)
+def efficientnet_lite1(
+    out_indices: Sequence[int] | None = None, pretrained: str | None = None, head_conv: bool = True
+) -> EfficientNetLite:
+    """EfficientNet-Lite1: channels (24, 40, 112, 1280), strides (4, 8, 16, 32); ``pretrained="imagenet"``;
+    ``head_conv=False``: the stride-32 output skips the 1x1 classifier conv (the last stage's channels)."""
+    return _build(1, out_indices, pretrained, head_conv)
 
 
 @BACKBONES.register("efficientnet_lite2")
-def efficientnet_lite2(out_indices: Sequence[int] | None = None, pretrained: str | None = None) -> EfficientNetLite:
-    """EfficientNet-Lite2: channels (24, 48, 120, 1280), strides (4, 8, 16, 32); ``pretrained="imagenet"``."""
-    return _build(2, out_indices, pretrained)
+def efficientnet_lite2(
+    out_indices: Sequence[int] | None = None, pretrained: str | None = None, head_conv: bool = True
+) -> EfficientNetLite:
+    """EfficientNet-Lite2: channels (24, 48, 120, 1280), strides (4, 8, 16, 32); ``pretrained="imagenet"``;
+    ``head_conv=False``: the stride-32 output skips the 1x1 classifier conv (the last stage's channels)."""
+    return _build(2, out_indices, pretrained, head_conv)

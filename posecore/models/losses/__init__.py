@@ -9,6 +9,12 @@ Shapes by family (B instances, K keypoints):
 - regression losses (``smooth_l1``, ``wing``): normalised coords (B, K, D);
 - ``rle``: pred (B, K, 4) = coords (B, K, 2) then sigmas (B, K, 2) in (0, 1), target coords (B, K, 2).
 
+Detection losses of one-stage heads (``iou``, ``oks``, ``bce``, in :mod:`.detection`) take
+per-instance tensors of any leading shape and differ in signature: ``iou`` boxes (..., 4) xyxy
+with weights (...) or None; ``oks`` keypoints (..., K, 2) with weights (..., K) (visibility) and
+optional areas (...); ``bce`` logits and targets of one shape with weights of that shape or None.
+They have ``reduction`` "mean" or "sum" (a head dividing by its positives uses "sum").
+
 Every loss follows its MMPose 1.x namesake (formulas, reductions, defaults except where its
 docstring says otherwise) and defaults to ``use_target_weight=True``, so a keypoint with weight 0
 contributes nothing.
@@ -21,16 +27,20 @@ is finite, differentiable and ignores zero-weight keypoints).
 
 from __future__ import annotations
 
-from . import classification, heatmap, regression  # noqa: F401  (registers the losses)
+from . import classification, detection, heatmap, regression  # noqa: F401  (registers the losses)
 from .classification import KLDiscretLoss
+from .detection import BCELoss, IoULoss, OKSLoss
 from .heatmap import AdaptiveWingLoss, KeypointMSELoss, KeypointOHKMMSELoss
 from .regression import RealNVP, RLELoss, SmoothL1Loss, WingLoss
 
 __all__ = [
     "AdaptiveWingLoss",
+    "BCELoss",
+    "IoULoss",
     "KLDiscretLoss",
     "KeypointMSELoss",
     "KeypointOHKMMSELoss",
+    "OKSLoss",
     "RLELoss",
     "RealNVP",
     "SmoothL1Loss",

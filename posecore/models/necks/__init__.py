@@ -9,4 +9,4 @@ registry-driven tests in ``tests/models/necks/test_necks.py`` then build it on a
 four-level feature pyramid and run forward and backward.
 """
 
-from posecore.models.necks import feature_map_processor, fpn, global_average_pooling  # noqa: F401
+from posecore.models.necks import feature_map_processor, fpn, global_average_pooling, pafpn  # noqa: F401

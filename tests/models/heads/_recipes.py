@@ -3,6 +3,9 @@
 Input (W, H) = (48, 64); the heads read a stride-16 feature of 16 channels (3 x 4), and the
 heatmap heads upsample it twice to 12 x 16 (stride 4). Loaded by path from the head and flip
 tests (``tests/`` is not a package).
+
+One-stage heads (``multi_level``) read every level of a pyramid instead: a 64 x 64 whole image
+at strides 8, 16, 32 (84 anchors), trained on padded per-image people (``people``).
 """
 
 from __future__ import annotations
@@ -71,6 +74,63 @@ RECIPES: dict[str, Recipe] = {
         _TWO_DECONVS,
     ),
 }
+#: One recipe per one-stage head: (codec name, codec options, head options).
+MULTI_LEVEL_RECIPES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "yoloxpose": ("yoloxpose", {"input_size": (64, 64)}, {"feat_channels": 8, "stacked_convs": 1}),
+}
+ML_STRIDES = (8, 16, 32)
+ML_CHANNELS = (8, 12, 16)
+ML_SIZE = 64  # square input, W = H
+ML_ANCHORS = sum((ML_SIZE // s) ** 2 for s in ML_STRIDES)
+
+
+def is_multi_level(name: str) -> bool:
+    return bool(getattr(HEADS.get(name), "multi_level", False))
+
+
+SINGLE_LEVEL = [n for n in HEADS.names() if not is_multi_level(n)]
+MULTI_LEVEL = [n for n in HEADS.names() if is_multi_level(n)]
+
+
+def build_multi_level(name: str, num_keypoints: int = NUM_KEYPOINTS, **overrides: Any) -> tuple[nn.Module, Codec]:
+    codec_name, codec_options, head_options = MULTI_LEVEL_RECIPES[name]
+    codec = build_codec(codec_name, **codec_options)
+    options = {"in_channels": ML_CHANNELS, "in_stride": ML_STRIDES, **head_options, **overrides}
+    return HEADS.build(name, num_keypoints=num_keypoints, codec=codec, **options), codec
+
+
+def pyramid(seed: int = 0, batch: int = BATCH) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(
+        torch.randn(batch, c, ML_SIZE // s, ML_SIZE // s, generator=g)
+        for c, s in zip(ML_CHANNELS, ML_STRIDES, strict=True)
+    )
+
+
+def people(
+    codec: Codec, counts: tuple[int, ...] = (0, 3), num_keypoints: int = NUM_KEYPOINTS, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Batch targets of whole images with ``counts`` people each, padded to the most (at least 1).
+
+    Each person: keypoints scattered around a random centre, all visible; encoded by the codec.
+    """
+    g = torch.Generator().manual_seed(seed)
+    n = max(max(counts), 1)
+    shapes = codec.target_shapes(num_keypoints)
+    out = {key: torch.zeros(len(counts), n, *shape) for key, shape in shapes.items()}
+    out["valid"] = torch.zeros(len(counts), n, dtype=torch.bool)
+    for b, count in enumerate(counts):
+        if not count:
+            continue
+        centres = 12 + torch.rand(count, 1, 2, generator=g) * (ML_SIZE - 24)
+        kp = (centres + torch.randn(count, num_keypoints, 2, generator=g) * 6).clamp(0, ML_SIZE - 1)
+        encoded = codec.encode(kp, torch.ones(count, num_keypoints))
+        for key in shapes:
+            out[key][b, :count] = encoded[key]
+        out["valid"][b, :count] = True
+    return out
+
+
 VARIANTS: list[Recipe] = [
     *RECIPES.values(),
     Recipe(

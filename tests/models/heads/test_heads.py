@@ -31,7 +31,7 @@ VARIANTS = {r.id: r for r in R.VARIANTS}
 
 
 def test_every_head_has_a_recipe():
-    missing = sorted(set(HEADS.names()) - set(R.RECIPES))
+    missing = sorted(set(R.SINGLE_LEVEL) - set(R.RECIPES)) + sorted(set(R.MULTI_LEVEL) - set(R.MULTI_LEVEL_RECIPES))
     assert not missing, f"add a codec recipe for head(s) {missing} in tests/models/heads/_recipes.py"
 
 
@@ -70,7 +70,7 @@ def test_forward_loss_backward_decode(variant):
     assert torch.isfinite(keypoints).all()
 
 
-@pytest.mark.parametrize("name", HEADS.names())
+@pytest.mark.parametrize("name", R.SINGLE_LEVEL)
 def test_targets_of_another_keypoint_count_say_how_to_fix(name):
     head, codec = R.RECIPES[name].build()
     kp, vis = R.keypoints(num_keypoints=R.NUM_KEYPOINTS - 1)
@@ -78,7 +78,7 @@ def test_targets_of_another_keypoint_count_say_how_to_fix(name):
         head.loss(head(R.features()), codec.encode(kp, vis))
 
 
-@pytest.mark.parametrize("name", HEADS.names())
+@pytest.mark.parametrize("name", R.SINGLE_LEVEL)
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True])
 def test_invalid_num_keypoints(name, bad):
     with pytest.raises(ValueError, match="num_keypoints must be a positive int"):
@@ -97,7 +97,7 @@ BAD_STRIDES = {
 
 
 def test_every_head_has_stride_cases():
-    assert set(BAD_STRIDES) == set(HEADS.names())
+    assert set(BAD_STRIDES) == set(R.SINGLE_LEVEL)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_feature_of_another_size_is_rejected_at_forward(name):
         head(small)
 
 
-@pytest.mark.parametrize("name", HEADS.names())
+@pytest.mark.parametrize("name", R.SINGLE_LEVEL)
 def test_wrong_channels_are_rejected_at_forward(name):
     head, _ = R.RECIPES[name].build()
     feats = R.features()
@@ -124,7 +124,7 @@ def test_wrong_channels_are_rejected_at_forward(name):
         head((feats[0], feats[1][:, :8]))
 
 
-@pytest.mark.parametrize("name", HEADS.names())
+@pytest.mark.parametrize("name", R.SINGLE_LEVEL)
 def test_codec_of_another_kind_is_rejected(name):
     other = "regression" if R.RECIPES[name].codec != "regression" else "simcc"
     codec = R.RECIPES[next(n for n, r in R.RECIPES.items() if r.codec == other)].build_codec()
@@ -200,3 +200,60 @@ def test_rtmcc_options_rel_bias_and_rope_run():
     out = head(R.features())
     sum(head.loss(out, codec.encode(*R.keypoints())).values()).backward()
     assert head.gau.w.grad is not None
+
+
+# ----------------------------------------------------------------------------- one-stage (multi-level) heads
+
+
+@pytest.mark.parametrize("name", R.MULTI_LEVEL)
+def test_multi_level_forward_loss_backward_decode(name):
+    torch.manual_seed(0)
+    head, codec = R.build_multi_level(name)
+    assert not isinstance(head, PoseHead) and head.multi_level
+    outputs = head(R.pyramid())
+    assert tuple(outputs) == tuple(codec.output_keys)
+    for key, value in outputs.items():
+        assert value.shape[:2] == (R.BATCH, R.ML_ANCHORS) and torch.isfinite(value).all(), key
+
+    losses = head.loss(outputs, R.people(codec, (0, 3)))  # an image without people, one with three
+    assert losses and all(name.startswith("loss_") and v.ndim == 0 and torch.isfinite(v) for name, v in losses.items())
+    sum(losses.values()).backward()
+    no_grad = [n for n, p in head.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, f"parameters without gradient: {no_grad}"
+
+    head.eval()
+    with torch.no_grad():
+        poses = head.decode(head(R.pyramid()))
+    assert len(poses) == R.BATCH
+    assert all(p.keypoints.shape[1:] == (R.NUM_KEYPOINTS, 2) for p in poses)
+
+
+@pytest.mark.parametrize("name", R.MULTI_LEVEL)
+def test_multi_level_batch_without_people_trains_objectness_only(name):
+    head, codec = R.build_multi_level(name)
+    with torch.no_grad():
+        losses = head.loss(head(R.pyramid()), R.people(codec, (0, 0)))
+    assert float(losses.pop("loss_obj")) > 0
+    assert all(float(v) == 0 for v in losses.values())
+
+
+@pytest.mark.parametrize("name", R.MULTI_LEVEL)
+def test_multi_level_checks(name):
+    with pytest.raises(ValueError, match="num_keypoints must be a positive int"):
+        R.build_multi_level(name, num_keypoints=0)
+    with pytest.raises(ValueError, match="one-stage codec"):
+        HEADS.build(
+            name,
+            in_channels=R.ML_CHANNELS,
+            in_stride=R.ML_STRIDES,
+            num_keypoints=5,
+            codec=R.RECIPES["simcc"].build_codec(),
+        )
+    with pytest.raises(ValueError, match="sequences"):
+        R.build_multi_level(name, in_channels=16, in_stride=16)
+    head, codec = R.build_multi_level(name)
+    feats = R.pyramid()
+    with pytest.raises(ValueError, match="out_channels and strides"):
+        head((feats[0][:, :4], *feats[1:]))
+    with pytest.raises(ValueError, match=rf"num_keypoints={R.NUM_KEYPOINTS - 1}"):
+        head.loss(head(feats), R.people(codec, (1, 2), num_keypoints=R.NUM_KEYPOINTS - 1))

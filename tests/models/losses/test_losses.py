@@ -37,6 +37,20 @@ def _rle(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([coords, sigmas], dim=-1), target
 
 
+def _boxes(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """B x K overlapping xyxy boxes in pixels (the detection losses' leading shape is free)."""
+
+    def boxes() -> torch.Tensor:
+        xy = torch.rand(B, K, 2, generator=g) * 10
+        return torch.cat([xy, xy + 20 + torch.rand(B, K, 2, generator=g) * 10], dim=-1)
+
+    return boxes(), boxes()
+
+
+def _logits(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(B, K, generator=g), torch.rand(B, K, generator=g)
+
+
 #: Inputs (pred, target) for each registered loss; weights are (B, K).
 INPUTS: dict[str, Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]] = {
     "keypoint_mse": _heatmaps,
@@ -46,6 +60,9 @@ INPUTS: dict[str, Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
     "smooth_l1": _coords,
     "wing": _coords,
     "rle": _rle,
+    "iou": _boxes,  # B x K boxes, a weight each
+    "oks": _coords,  # B instances of K keypoints, weights = visibility
+    "bce": _logits,
 }
 OPTIONS = {"keypoint_ohkm_mse": {"topk": 2}}
 

@@ -1,0 +1,220 @@
+"""YOLOX-Pose head at COCO's K = 17 on a 256 x 256 input: shapes, priors, decoding, initial
+objectness, losses (people / no people / crowd regions), and how it refuses parts that do not fit."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import posecore.models.heads  # noqa: F401  (registers the heads)
+import posecore.models.necks  # noqa: F401
+from posecore.codecs import build_codec
+from posecore.codecs.yoloxpose import DEFAULT_SIGMA
+from posecore.models.builders import HEADS, NECKS
+from posecore.models.heads import YOLOXPoseHead
+from posecore.models.losses.detection import box_iou
+
+K = 17
+SIZE = 256
+STRIDES = (8, 16, 32)
+CHANNELS = (16, 16, 16)
+A = 32 * 32 + 16 * 16 + 8 * 8  # 1344
+
+
+def _head(**options) -> YOLOXPoseHead:
+    codec = build_codec("yoloxpose", input_size=(SIZE, SIZE))
+    options = {"feat_channels": 16, **options}
+    return HEADS.build("yoloxpose", in_channels=CHANNELS, in_stride=STRIDES, num_keypoints=K, codec=codec, **options)
+
+
+def _feats(batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(
+        torch.randn(batch, c, SIZE // s, SIZE // s, generator=g) for c, s in zip(CHANNELS, STRIDES, strict=True)
+    )
+
+
+def _targets(head: YOLOXPoseHead, counts: tuple[int, ...] = (0, 3), seed: int = 0) -> dict[str, torch.Tensor]:
+    """Whole-image targets: image b has counts[b] people, padded to the most; encoded by the head's codec."""
+    g = torch.Generator().manual_seed(seed)
+    n = max(max(counts), 1)
+    out = {key: torch.zeros(len(counts), n, *shape) for key, shape in head.codec.target_shapes(K).items()}
+    out["valid"] = torch.zeros(len(counts), n, dtype=torch.bool)
+    for b, count in enumerate(counts):
+        if count:
+            centres = 40 + torch.rand(count, 1, 2, generator=g) * (SIZE - 80)
+            kp = centres + torch.randn(count, K, 2, generator=g) * 20
+            encoded = head.codec.encode(kp, torch.ones(count, K))
+            for key in head.codec.target_keys:
+                out[key][b, :count] = encoded[key]
+            out["valid"][b, :count] = True
+    return out
+
+
+def test_forward_shapes_for_coco_at_256():
+    head = _head()
+    assert head.multi_level and head.num_anchors == A and head.strides == STRIDES and head.num_keypoints == K
+    out = head(_feats())
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "obj_logits": (2, A),
+        "boxes": (2, A, 4),
+        "keypoints": (2, A, K, 2),
+        "vis_logits": (2, A, K),
+    }
+    assert tuple(out) == tuple(head.codec.output_keys)
+
+
+def test_priors_are_anchor_points_level_by_level_row_major():
+    head = _head()
+    priors, strides = head.priors, head.prior_strides
+    assert priors.shape == (A, 2) and strides.shape == (A,)
+    assert priors[0].tolist() == [0, 0] and priors[1].tolist() == [8, 0] and priors[32].tolist() == [0, 8]
+    assert priors[1023].tolist() == [248, 248] and strides[1023] == 8
+    assert priors[1024].tolist() == [0, 0] and strides[1024] == 16 and priors[1025].tolist() == [16, 0]
+    assert priors[1024 + 256].tolist() == [0, 0] and strides[-1] == 32 and priors[-1].tolist() == [224, 224]
+    # computed once, not part of checkpoints
+    state = head.state_dict()
+    assert not any(key in state for key in ("priors", "prior_strides", "sigmas"))
+
+
+def test_zero_regression_decodes_to_the_anchor_and_a_stride_sized_box():
+    head = _head()
+    with torch.no_grad():
+        for conv in (*head.box_preds, *head.kpt_preds):
+            conv.weight.zero_()
+            conv.bias.zero_()
+    out = head(_feats(batch=1))
+    half = head.prior_strides[:, None] / 2
+    torch.testing.assert_close(out["boxes"][0], torch.cat([head.priors - half, head.priors + half], dim=1))
+    torch.testing.assert_close(out["keypoints"][0], head.priors[:, None].expand(A, K, 2))
+    # offsets are in strides: a bias of 1 on x moves every keypoint by its anchor's stride
+    with torch.no_grad():
+        for conv in head.kpt_preds:
+            conv.bias[0::2] = 1.0
+    moved = head(_feats(batch=1))["keypoints"][0]
+    torch.testing.assert_close(moved[..., 0] - head.priors[:, None, 0], head.prior_strides[:, None].expand(A, K))
+
+
+def test_box_size_exponent_is_clamped():
+    head = _head()
+    with torch.no_grad():
+        for conv in head.box_preds:
+            conv.bias[2:] = 1e4
+        boxes = head(_feats(batch=1))["boxes"]
+    assert torch.isfinite(boxes).all()
+    assert float((boxes[..., 2] - boxes[..., 0]).max()) == pytest.approx(2 * SIZE / 8 * 32, rel=1e-4)
+
+
+def test_objectness_starts_at_the_prior_probability():
+    head = _head()
+    for conv in head.obj_preds:
+        assert float(conv.bias.detach()) == pytest.approx(-math.log(99), abs=1e-6)  # -4.595: p = 0.01
+    feats = tuple(torch.zeros_like(f) for f in _feats())
+    head.eval()
+    with torch.no_grad():
+        score = torch.sigmoid(head(feats)["obj_logits"])
+    assert float((score - 0.01).abs().max()) < 0.02
+
+
+def test_loss_with_an_empty_image_and_one_with_three_people_trains_every_part():
+    torch.manual_seed(0)
+    head = _head()
+    losses = head.loss(head(_feats()), _targets(head, (0, 3)))
+    assert set(losses) == {"loss_obj", "loss_box", "loss_oks", "loss_vis"}
+    assert all(v.ndim == 0 and torch.isfinite(v) and float(v.detach()) > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+    gt_index, _, _ = head.assign(head(_feats()), _targets(head, (0, 3)))
+    assert not (gt_index[0] >= 0).any() and set(gt_index[1][gt_index[1] >= 0].tolist()) <= {0, 1, 2}
+
+
+def test_loss_terms_are_normalised_by_the_positives():
+    head = _head()
+    out = head(_feats())
+    targets = _targets(head, (2, 3))
+    gt_index, ious, _ = head.assign(out, targets)
+    positive = gt_index >= 0
+    num_pos = int(positive.sum())
+    obj_target = torch.where(positive, ious, torch.zeros_like(ious))
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out["obj_logits"], obj_target, reduction="sum")
+    losses = head.loss(out, targets)
+    torch.testing.assert_close(losses["loss_obj"], expected / num_pos)
+    b, a = positive.nonzero(as_tuple=True)
+    g = gt_index[b, a]
+    iou = box_iou(out["boxes"][b, a], targets["boxes"][b, g])
+    torch.testing.assert_close(losses["loss_box"], 5.0 * (1 - iou.square()).sum() / num_pos)
+
+
+def test_crowd_regions_give_no_objectness_gradient():
+    head = _head()
+    out = head(_feats())
+    out["obj_logits"].retain_grad()
+    targets = _targets(head, (0, 0))
+    targets["ignore_boxes"] = torch.tensor([[[0.0, 0.0, 100.0, 100.0]], [[0.0, 0.0, 0.0, 0.0]]])
+    targets["ignore_valid"] = torch.tensor([[True], [False]])
+    head.loss(out, targets)["loss_obj"].backward()
+    grad = out["obj_logits"].grad
+    inside = (head.priors > 0).all(dim=1) & (head.priors < 100).all(dim=1)
+    assert float(grad[0, inside].abs().sum()) == 0.0 and (grad[0, ~inside] != 0).all()
+    assert (grad[1] != 0).all()  # its crowd box is not valid
+
+
+def test_optional_keypoint_l1_loss():
+    head = _head(kpt_loss_weight=1.0)
+    losses = head.loss(head(_feats()), _targets(head, (1, 2)))
+    assert "loss_kpt" in losses and torch.isfinite(losses["loss_kpt"]) and float(losses["loss_kpt"].detach()) > 0
+
+
+def test_sigmas_come_from_the_codec():
+    assert torch.allclose(_head().sigmas, torch.full((K,), DEFAULT_SIGMA))
+    coco = tuple(0.025 + 0.005 * i for i in range(K))
+    codec = build_codec("yoloxpose", input_size=(SIZE, SIZE), sigmas=coco)
+    head = HEADS.build("yoloxpose", in_channels=CHANNELS, in_stride=STRIDES, num_keypoints=K, codec=codec)
+    assert torch.allclose(head.sigmas, torch.tensor(coco)) and torch.allclose(head.oks_loss.sigmas, torch.tensor(coco))
+    codec = build_codec("yoloxpose", input_size=(SIZE, SIZE), sigmas=coco[:5])
+    with pytest.raises(ValueError, match="5 OKS sigmas but the head predicts 17"):
+        HEADS.build("yoloxpose", in_channels=CHANNELS, in_stride=STRIDES, num_keypoints=K, codec=codec)
+
+
+def test_parts_that_do_not_fit_are_refused():
+    codec = build_codec("yoloxpose", input_size=(200, 256))
+    with pytest.raises(ValueError, match=r"multiple of the largest stride 32.*\(224, 256\)"):
+        HEADS.build("yoloxpose", in_channels=CHANNELS, in_stride=STRIDES, num_keypoints=K, codec=codec)
+    simcc = build_codec("simcc", input_size=(192, 256))
+    with pytest.raises(ValueError, match="one-stage codec"):
+        HEADS.build("yoloxpose", in_channels=CHANNELS, in_stride=STRIDES, num_keypoints=K, codec=simcc)
+    codec = _head().codec
+    with pytest.raises(ValueError, match="one per level"):
+        HEADS.build("yoloxpose", in_channels=CHANNELS[:2], in_stride=STRIDES, num_keypoints=K, codec=codec)
+    with pytest.raises(ValueError, match="strides must increase"):
+        HEADS.build("yoloxpose", in_channels=CHANNELS, in_stride=(8, 32, 16), num_keypoints=K, codec=codec)
+    head = _head()
+    with pytest.raises(ValueError, match="3 feature levels"):
+        head(_feats()[:2])
+    small = tuple(f[..., :4, :4] for f in _feats())
+    with pytest.raises(ValueError, match="codec's input size"):
+        head(small)
+    with pytest.raises(KeyError, match="valid"):
+        head.loss(head(_feats()), {k: v for k, v in _targets(head).items() if k != "valid"})
+
+
+def test_with_the_pafpn_neck_on_a_backbone_pyramid():
+    neck = NECKS.build("pafpn", in_channels=(24, 40, 80), strides=STRIDES, out_channels=16, num_csp_blocks=1)
+    codec = build_codec("yoloxpose", input_size=(SIZE, SIZE))
+    head = HEADS.build(
+        "yoloxpose", in_channels=neck.out_channels, in_stride=neck.strides, num_keypoints=K, codec=codec,
+        feat_channels=16, use_depthwise=True,
+    )  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    pyramid = tuple(
+        torch.randn(2, c, SIZE // s, SIZE // s, generator=g) for c, s in zip((24, 40, 80), STRIDES, strict=True)
+    )
+    out = head(neck(pyramid))
+    sum(head.loss(out, _targets(head, (3, 0))).values()).backward()
+    assert all(p.grad is not None for p in (*neck.parameters(), *head.parameters()))
+    head.eval()
+    with torch.no_grad():
+        poses = head.decode(head(neck(pyramid)))
+    assert len(poses) == 2 and all(p.keypoints.shape[1:] == (K, 2) for p in poses)
