@@ -1,6 +1,7 @@
-"""Inference speed: ONNX Runtime (fp32, INT8) vs PyTorch eager for every model preset, and end to end.
+"""Inference speed: ONNX Runtime (fp32, INT8) vs PyTorch eager for every model preset, end to end, and one-stage vs top-down.
 
     python benchmarks/bench_inference.py [--quick] [--threads N] [--presets rtmpose-t,...]
+                                         [--sections presets,end-to-end,onestage] [--people 1,4,8]
 
 For each preset in ``posecore/models/presets/`` (random weights: speed does not depend on them,
 COCO's 17 keypoints): latency at batch 1 (median ms) and throughput at batch 32 (instances/s),
@@ -13,14 +14,29 @@ PyTorch time / ONNX time (> 1: ONNX Runtime is faster). Medians: rerun on a busy
 End to end for rtmpose-t: 32 person boxes on a 640x480 image -> crop warp (OpenCV) ->
 normalise -> network -> flip test -> SimCC decode -> image coordinates, in instances/s.
 
+One-stage vs top-down (``--onestage yoloxpose-lite0``, ``--topdown rtmpose-t``): whole synthetic
+images at the one-stage model's input size with 1, 4 and 8 people (``posecore.datasets.synthetic``),
+one image per call as ``posecore infer`` runs them, through the bundle runtime (ONNX Runtime +
+NumPy, no torch): (a) the one-stage bundle alone (letterbox, network, decode, image pixels); (b) the
+top-down bundle on the ground-truth boxes (a perfect, free detector; flip test on); (c) the one-stage
+bundle as the person detector of the top-down bundle (``posecore infer --detector``). Random
+weights find nobody in particular, so the one-stage network's dense outputs are rewritten, after
+it ran, to find exactly the scene's people (each at three anchors, two of them jittered duplicates
+that NMS removes, as a trained model answers): network time is real, decode and NMS see the work a
+trained model gives them, and the top-down model gets one crop per person. Columns: images/s;
+the last line is each route's time at 8 people over its time at 1 (1.0: the route does not slow
+down with crowds).
+
 ``--quick`` exports with the TorchScript exporter (about 1 s instead of 10-40 s a model) and
-times fewer runs: the whole table in a few minutes on two cores.
+times fewer runs: the whole table in a few minutes on two cores. One-stage presets have no place
+in the preset table (no flip test, dense outputs): they are timed in the last section.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import tempfile
 import time
@@ -31,11 +47,16 @@ import cv2
 import numpy as np
 import torch
 
-from posecore.export.onnx import export_onnx, ort_session, quantize
+from posecore.codecs.base import Poses
+from posecore.datasets.synthetic import image_rng, render_image
+from posecore.export.onnx import export_onnx, make_bundle_info, ort_session, output_names, quantize
+from posecore.inference import BundleModel, Detections, OneStageDetector, predict_poses
+from posecore.inference.model import predict_whole_images
 from posecore.metainfo import load_meta
 from posecore.models.estimator import ModelSpec, PoseEstimator, available_presets, build_estimator
 from posecore.models.flip import average_flip, flip_outputs
 from posecore.transforms.geometry import bbox_xyxy_to_center_scale, fix_aspect_ratio, warp_matrix
+from posecore.transforms.letterbox import letterbox
 
 BATCH = 32
 
@@ -189,24 +210,160 @@ def end_to_end(workdir: Path, args: argparse.Namespace) -> None:
         print(f"  {name:<6} {BATCH * 1000.0 / ms:8.0f} instances/s  ({ms:.1f} ms per image)")
 
 
+# --------------------------------------------------------------------------- one-stage vs top-down
+
+
+def write_bundle(name: str, folder: Path, args: argparse.Namespace, input_size: tuple[int, int] | None) -> Path:
+    """Export preset ``name`` (random weights, COCO keypoints) as a bundle folder, as the export stage writes it."""
+    meta = load_meta("coco")
+    spec = ModelSpec.resolve(name, **({"input_size": input_size} if input_size else {}))
+    model = build_estimator(spec, meta, pretrained=False).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    export_onnx(model, folder / "model.onnx", dynamo=not args.quick)
+    onestage = model.task == "onestage"
+    info = make_bundle_info(model, meta, outputs=output_names(model), bbox_padding=1.25, flip_test=not onestage)
+    info.write(folder)
+    return folder
+
+
+def scenes(people: int, count: int, size: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``count`` synthetic scenes of ``size`` (W, H) with ``people`` people each (fewer when one hides
+    entirely): image (H, W, 3) uint8 RGB, boxes (n, 4) xyxy and keypoints (n, 17, 3) in image pixels."""
+    out = []
+    for i in range(count):
+        image, anns = render_image(image_rng(people, "val", i), size[0], size[1], people, people)
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a.bbox for a in anns)], np.float64).reshape(-1, 4)
+        keypoints = np.array([a.keypoints for a in anns], np.float64).reshape(-1, 17, 3)
+        out.append((image, boxes, keypoints))
+    return out
+
+
+def found(outputs: dict[str, np.ndarray], boxes: np.ndarray, keypoints: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """One image's dense outputs (1, A, ...) rewritten to find exactly these people (input pixels):
+    each at three anchors, the true one first, two duplicates 1 px off (NMS keeps one); every other
+    anchor scores ~1e-3, under any threshold."""
+    out = {k: v.copy() for k, v in outputs.items()}
+    rng = np.random.default_rng(seed)
+    anchors = rng.choice(out["obj_logits"].shape[1], (len(boxes), 3), replace=False)
+    out["obj_logits"][:] = -7.0
+    for p, (box, kp) in enumerate(zip(boxes, keypoints, strict=True)):
+        xy = np.where(kp[:, 2:] > 0, kp[:, :2], (box[:2] + box[2:]) / 2)
+        for d, a in enumerate(anchors[p]):
+            shift = np.zeros(2) if d == 0 else rng.uniform(-1.0, 1.0, 2)
+            out["obj_logits"][0, a] = 4.0 - 0.1 * p - 2.0 * (d > 0)
+            out["boxes"][0, a] = box + np.tile(shift, 2)
+            out["keypoints"][0, a] = xy + shift
+            out["vis_logits"][0, a] = np.where(kp[:, 2] > 0, 3.0, -3.0)
+    return out
+
+
+class SceneOneStage:
+    """A one-stage bundle whose answers are the current scene's people (:func:`found`), after its real network run."""
+
+    def __init__(self, bundle: Path) -> None:
+        self.model = BundleModel(bundle, providers=["CPUExecutionProvider"])
+        self.info = self.model.info
+        self.people: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros((0, 17, 3)))
+
+    def show(self, image: np.ndarray, boxes: np.ndarray, keypoints: np.ndarray) -> None:
+        """The scene about to be predicted: its people, mapped into input pixels once, outside the timing."""
+        _, warp = letterbox(image, self.info.input_size)
+        s, t = warp.diagonal(), warp[:, 2]
+        kp = keypoints.copy()
+        kp[..., :2] = kp[..., :2] * s + t
+        self.people = ((boxes.reshape(-1, 2, 2) * s + t).reshape(-1, 4), kp)
+
+    def predict_images(self, images: list[np.ndarray], batch_size: int = 8) -> list[Poses]:
+        def run(x: np.ndarray) -> list[Poses]:
+            return self.model.decoder(found(self.model.run(x), *self.people, seed=0))  # type: ignore[return-value]
+
+        return predict_whole_images(run, images, self.info, batch_size)
+
+
+def onestage_vs_topdown(workdir: Path, args: argparse.Namespace) -> None:
+    """Images/s of a one-stage bundle, a top-down bundle on ground-truth boxes, and the two chained, by people per image."""
+    size = (args.onestage_input, args.onestage_input) if args.onestage_input else None
+    one = SceneOneStage(write_bundle(args.onestage, workdir / "onestage", args, size))
+    top = BundleModel(write_bundle(args.topdown, workdir / "topdown", args, None), providers=["CPUExecutionProvider"])
+    detector = OneStageDetector(one, score_thr=0.3)
+    w, h = one.info.input_size
+    counts = [int(c) for c in args.people.split(",")]
+    rows: dict[int, dict[str, float]] = {}
+    for people in counts:
+        images = scenes(people, args.scene_images, (w, h))
+        routes: dict[str, Callable[[np.ndarray, np.ndarray], object]] = {
+            "onestage": lambda image, _: one.predict_images([image]),
+            "topdown_gt": lambda image, boxes: predict_poses(top, image, Detections(boxes, np.ones(len(boxes)))),
+            "chained": lambda image, _: predict_poses(top, image, detector(image)),
+        }
+        row = {}
+        for route, step in routes.items():
+            times = []
+            for image, boxes, keypoints in images:
+                one.show(image, boxes, keypoints)
+                times.append(median_ms(functools.partial(step, image, boxes), args.runs_scene, 1))
+            row[route] = statistics.median(times)
+        row["people"] = statistics.mean(len(b) for _, b, _ in images)
+        rows[people] = row
+    print(
+        f"\none-stage ({args.onestage}, {w}x{h}) vs top-down ({args.topdown}, flip test) on {w}x{h} synthetic images, "
+        "one image per call, bundle runtime (ONNX Runtime + NumPy):"
+    )
+    head = f"{'people':>7}{'seen':>6}{'one-stage img/s':>17}{'top-down, GT boxes':>20}{'x':>7}{'one-stage det + top-down':>26}{'x':>7}"
+    print(head)
+    print("-" * len(head))
+    for people, r in rows.items():
+        print(
+            f"{people:>7}{r['people']:>6.1f}{1000.0 / r['onestage']:>17.1f}{1000.0 / r['topdown_gt']:>20.1f}"
+            f"{r['topdown_gt'] / r['onestage']:>7.2f}{1000.0 / r['chained']:>26.1f}{r['chained'] / r['onestage']:>7.2f}"
+        )
+    if len(rows) > 1:
+        lo, hi = rows[min(rows)], rows[max(rows)]
+        ratios = "  ".join(
+            f"{name} {hi[key] / lo[key]:.2f}"
+            for name, key in (
+                ("one-stage", "onestage"),
+                ("top-down GT boxes", "topdown_gt"),
+                ("one-stage det + top-down", "chained"),
+            )
+        )
+        print(f"time at {max(rows)} people / at {min(rows)}: {ratios}")
+    print("x: route time / one-stage time (> 1: one-stage faster); seen: people annotated per image (some hide)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="TorchScript exporter, fewer runs")
     parser.add_argument("--threads", type=int, default=0, help="torch and ONNX Runtime threads (0: their default)")
-    parser.add_argument("--presets", default="", help="comma-separated presets (default: all)")
+    parser.add_argument("--presets", default="", help="comma-separated top-down presets (default: all)")
+    parser.add_argument("--sections", default="presets,end-to-end,onestage", help="which parts to run")
+    parser.add_argument("--onestage", default="yoloxpose-lite0", help="one-stage preset of the last section")
+    parser.add_argument("--topdown", default="rtmpose-t", help="top-down preset of the last section")
+    parser.add_argument("--onestage-input", type=int, default=0, help="its square input size (0: the preset's)")
+    parser.add_argument("--people", default="1,4,8", help="people per image in the last section")
+    parser.add_argument("--scene-images", type=int, default=0, help="images per people count (0: 8, 3 with --quick)")
     args = parser.parse_args()
     args.runs, args.warmup, args.runs_b32 = (5, 1, 2) if args.quick else (50, 5, 10)
+    args.runs_scene = 3 if args.quick else 10
+    args.scene_images = args.scene_images or (3 if args.quick else 8)
+    sections = set(args.sections.split(","))
     if args.threads:
         torch.set_num_threads(args.threads)
-    presets = [p for p in args.presets.split(",") if p] or available_presets()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; presets: {', '.join(presets)}")
+    topdown = [p for p in available_presets() if ModelSpec.resolve(p).task == "topdown"]
+    presets = [p for p in args.presets.split(",") if p] or topdown
+    shown = f"; presets: {', '.join(presets)}" if "presets" in sections else ""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{shown}")
     results = {}
     with tempfile.TemporaryDirectory(prefix="posecore-bench-") as tmp:
-        for name in presets:
-            results[name] = bench_preset(name, Path(tmp), args)
-        print()
-        print_table(results)
-        end_to_end(Path(tmp), args)
+        if "presets" in sections:
+            for name in presets:
+                results[name] = bench_preset(name, Path(tmp), args)
+            print()
+            print_table(results)
+        if "end-to-end" in sections:
+            end_to_end(Path(tmp), args)
+        if "onestage" in sections:
+            onestage_vs_topdown(Path(tmp), args)
 
 
 if __name__ == "__main__":

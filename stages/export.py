@@ -10,6 +10,11 @@ batch axis (see :mod:`posecore.export`), then, before anything reaches ``export.
 * accuracy: COCO AP of the ONNX model on the val split (flip test as the bundle recommends);
   with ``export.quantize`` also of ``model.int8.onnx``, and the drop.
 
+A one-stage model (its codec's task, e.g. the ``yoloxpose-*`` presets) goes the same way on the
+one-stage cache's whole val images: the encode stage built that cache for its codec, and
+:func:`~posecore.export.verify.export_and_verify` checks and scores it as the evaluate stage does
+(the bundle records ``task: onestage``; the training run already carries the ``posecore.task`` tag).
+
 The bundle folder appears complete or not at all; the numbers go to ``export.metrics`` (DVC
 metrics) and, with the bundle, to the training's MLflow run (``export/<name>``, ``bundle/``).
 """

@@ -10,16 +10,31 @@ from posecore.cli._commands import Runner, command
 @command("infer", help="estimate poses in images or a video with a bundle or a checkpoint")
 def _infer(p: argparse.ArgumentParser) -> Runner:
     p.epilog = (
+        "Top-down models pose person boxes: from --det, --detector, or one box covering the whole image. "
+        "One-stage models (e.g. yoloxpose) find every person themselves: no --det/--detector with them; "
+        "a one-stage model folder can be the --detector of a top-down model. "
         "Images: writes results.json (COCO keypoint results), images.json and rendered images. "
         "Video: writes <name>.json (per-frame instances with track ids) and the rendered <name>.mp4. "
         "Detector interface: see posecore/inference/detection.py."
     )
-    p.add_argument("--model", required=True, metavar="DIR", help="bundle folder (model.onnx) or checkpoint folder")
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="bundle folder (model.onnx) or checkpoint folder, top-down or one-stage",
+    )
     p.add_argument("--input", required=True, metavar="PATH", help="an image, a folder of images, or a video")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     boxes = p.add_mutually_exclusive_group()
-    boxes.add_argument("--det", metavar="FILE", help="COCO detection results JSON (images); default: whole image")
-    boxes.add_argument("--detector", metavar="MODEL.onnx", help="ONNX person detector; default: whole image")
+    boxes.add_argument(
+        "--det", metavar="FILE", help="top-down: COCO detection results JSON (images); default: whole image"
+    )
+    boxes.add_argument(
+        "--detector",
+        metavar="PATH",
+        help="top-down: an ONNX person detector file, or a one-stage model folder (its people's boxes); "
+        "default: whole image",
+    )
     p.add_argument(
         "--det-allow-extra", action="store_true", help="skip --det records of images not in --input (else an error)"
     )
@@ -32,9 +47,14 @@ def _infer(p: argparse.ArgumentParser) -> Runner:
         "--kpt-thr", type=float, metavar="THR", default=0.3, help="keypoint score to draw (default: %(default)s)"
     )
     p.add_argument(
-        "--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (default: the model's)"
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="top-down: flip test (default: the model's; one-stage models have none)",
     )
-    p.add_argument("--batch", type=int, metavar="N", default=32, help="crops per model call (default: %(default)s)")
+    p.add_argument(
+        "--batch", type=int, metavar="N", default=32, help="top-down: crops per model call (default: %(default)s)"
+    )
     p.add_argument("--no-render", dest="render", action="store_false", help="write the JSON only")
     p.add_argument("--max-frames", type=int, metavar="N", default=None, help="video: stop after this many frames")
     p.add_argument(
@@ -45,7 +65,8 @@ def _infer(p: argparse.ArgumentParser) -> Runner:
     )
 
     def run(args: argparse.Namespace) -> int:
-        from posecore.inference.pipeline import ImagesReport, infer
+        from posecore.inference.command import infer
+        from posecore.inference.pipeline import ImagesReport
 
         report = infer(
             args.model,

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from posecore.codecs import Codec
@@ -27,11 +26,11 @@ from posecore.data.cache import CacheSpec, cache_key, codec_input_size
 from posecore.datasets.coco import CocoPoseDataset, PoseImage, load_image
 from posecore.io import atomic_output_dir, atomic_write_json
 from posecore.progress import Progress
+from posecore.transforms.letterbox import letterbox
 
-__all__ = ["build_image_cache", "letterbox", "stored_size"]
+__all__ = ["build_image_cache", "stored_size"]
 
 #: Below this scale the resize averages pixel areas instead of sampling bilinearly.
-_AREA_BELOW = 0.5
 
 
 def stored_size(input_size: tuple[int, int], spec: CacheSpec, split: str) -> tuple[int, int]:
@@ -40,22 +39,6 @@ def stored_size(input_size: tuple[int, int], spec: CacheSpec, split: str) -> tup
         return input_size
     w, h = input_size
     return max(1, round(w * spec.crop_scale)), max(1, round(h * spec.crop_scale))
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """image (H, W, 3) uint8 -> (Hs, Ws, 3) uint8 letterboxed into ``size`` (Ws, Hs), and the
-    (2, 3) float64 warp from image pixels to stored pixels."""
-    h, w = image.shape[:2]
-    ws, hs = size
-    s = min(ws / w, hs / h)
-    rw, rh = min(ws, max(1, round(w * s))), min(hs, max(1, round(h * s)))
-    sx, sy = rw / w, rh / h
-    tx, ty = (ws - rw) // 2, (hs - rh) // 2
-    interpolation = cv2.INTER_AREA if s < _AREA_BELOW else cv2.INTER_LINEAR
-    out = np.zeros((hs, ws, 3), np.uint8)
-    out[ty : ty + rh, tx : tx + rw] = cv2.resize(image, (rw, rh), interpolation=interpolation).reshape(rh, rw, 3)
-    warp = np.array([[sx, 0.0, 0.5 * sx - 0.5 + tx], [0.0, sy, 0.5 * sy - 0.5 + ty]])
-    return out, warp
 
 
 def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:

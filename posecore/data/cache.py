@@ -109,6 +109,10 @@ def cache_key(dataset_dir: Path, spec: CacheSpec, codec: Codec) -> dict[str, Any
     # Top-down keys stay as they were (no "task"), so existing caches keep matching.
     if codec.task != "topdown":
         key["task"] = codec.task
+        # Whole images letterboxed to the input size: the crop geometry and the codec's decoding
+        # settings (thresholds, NMS, sigmas) do not shape them, so changing those re-encodes nothing.
+        key["spec"] = {k: key["spec"][k] for k in ("crop_scale", "shard_size")}
+        key["codec"] = {"name": key["codec"]["name"], "input_size": key["codec"]["input_size"]}
     return key
 
 

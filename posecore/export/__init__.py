@@ -4,7 +4,9 @@ A bundle is a folder::
 
     model.onnx        the network: input "inputs" (N, 3, h, w) float32, normalised; outputs named
                       like the codec's target keys ("simcc_x", "simcc_y" / "heatmaps" / "coords"),
-                      dynamic batch axis
+                      or for a one-stage model (bundle.json "task": "onestage", whole letterboxed
+                      images in) its codec's output keys ("obj_logits", "boxes", "keypoints",
+                      "vis_logits", over every anchor, input pixels); dynamic batch axis
     bundle.json       see :class:`BundleInfo`: keypoint names, skeleton, flip indices, colours,
                       input size (w, h), normalisation mean/std (RGB, 0..255), the codec config
                       ({"name": ..., fields...}, enough to decode with numpy), bbox padding,
@@ -15,8 +17,8 @@ A bundle is a folder::
 """
 
 # Only torch-free modules here: a runtime reads bundles with numpy + onnxruntime alone.
-# The PyTorch side (export, parity, quantisation) is ``posecore.export.onnx``; exporting a trained
-# model with every check, ``posecore.export.verify``.
+# The PyTorch side: export and quantisation in ``posecore.export.onnx``, the ONNX-vs-PyTorch check in
+# ``posecore.export.parity``; exporting a trained model with every check, ``posecore.export.verify``.
 from posecore.export.bundle import (
     BUNDLE_FORMAT,
     INFO_FILE,

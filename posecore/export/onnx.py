@@ -1,15 +1,19 @@
-"""PyTorch -> ONNX for a :class:`PoseEstimator`, and the checks a bundle must pass (parity, latency, INT8 accuracy).
+"""PyTorch -> ONNX for a :class:`PoseEstimator`: export, bundle metadata, latency and INT8 quantisation.
 
 What is exported is the plain forward: inputs (N, 3, h, w) float32, normalised, named
 ``"inputs"`` with a dynamic batch axis -> one output per key of the model's outputs
 (the codec's target keys first, e.g. ``simcc_x`` (N, K, Wx), ``simcc_y`` (N, K, Wy); or
 ``heatmaps`` (N, K, H, W)). Flip test is left to the runtime (it runs the mirrored batch),
-so one network serves both settings.
+so one network serves both settings. A one-stage model (``model.task == "onestage"``) exports
+exactly its codec's ``output_keys``, the dense outputs over all A anchors, in model-input
+pixels: ``obj_logits`` (N, A), ``boxes`` (N, A, 4), ``keypoints`` (N, A, K, 2), ``vis_logits``
+(N, A, K); the input size stays fixed (the anchors are baked in), the batch is dynamic.
 
 :func:`export_onnx` uses ``torch.onnx.export(dynamo=True)`` with ``dynamic_shapes`` and falls
-back to the TorchScript exporter when that fails (recording why). :func:`check_parity`
-compares ONNX Runtime with PyTorch on real inputs, output by output and after decoding both
-with the model's codec. :func:`quantize` writes an INT8 copy with ``onnxruntime.quantization``.
+back to the TorchScript exporter when that fails (recording why).
+:func:`posecore.export.parity.check_parity` compares ONNX Runtime with PyTorch on real inputs,
+output by output and after decoding both with the model's codec. :func:`quantize` writes an
+INT8 copy with ``onnxruntime.quantization``.
 """
 
 from __future__ import annotations
@@ -63,8 +67,18 @@ def example_inputs(model: PoseEstimator, batch: int = 2, seed: int = 0) -> Tenso
 
 @torch.no_grad()
 def output_names(model: PoseEstimator) -> list[str]:
-    """The model's output keys, the codec's target keys first, in the order the ONNX outputs take."""
+    """The model's output keys, the codec's target keys first, in the order the ONNX outputs take.
+
+    One-stage: the codec's ``output_keys`` alone (what its ``decode`` reads); raises ValueError
+    when the head does not produce one of them.
+    """
     keys = list(model.eval()(example_inputs(model)).keys())
+    if model.task == "onestage":
+        wanted = list(model.codec.output_keys)  # type: ignore[attr-defined]
+        missing = [k for k in wanted if k not in keys]
+        if missing:
+            raise ValueError(f"the one-stage head's outputs {keys} lack the codec's output keys {missing}")
+        return wanted
     first = [k for k in model.codec.target_keys if k in keys]
     return first + [k for k in keys if k not in first]
 
@@ -164,6 +178,7 @@ def make_bundle_info(
         int8_model_file=None if quantization == "none" else INT8_MODEL_FILE,
         quantization=quantization,
         provenance=dict(provenance or {}),
+        task=model.codec.task,
     )
 
 
@@ -204,61 +219,6 @@ def run_onnx(session: ort.InferenceSession, inputs: np.ndarray) -> dict[str, np.
     names = [o.name for o in session.get_outputs()]
     values = session.run(names, {session.get_inputs()[0].name: np.ascontiguousarray(inputs, dtype=np.float32)})
     return dict(zip(names, values, strict=True))
-
-
-@dataclass(frozen=True)
-class Parity:
-    """ONNX Runtime vs PyTorch on the same inputs: largest absolute output difference (per output and overall)
-    and largest decoded keypoint distance (model-input pixels)."""
-
-    max_abs_diff: float
-    per_output: dict[str, float]
-    max_kpt_px: float
-    samples: int
-    batch_sizes: tuple[int, ...]
-
-    def failures(self, atol: float, max_kpt_px: float) -> list[str]:
-        out = []
-        if not self.max_abs_diff <= atol:
-            worst = max(self.per_output, key=lambda k: self.per_output[k])
-            out.append(f"max |onnx - torch| = {self.max_abs_diff:.3g} (output {worst!r}) > export.atol = {atol:g}")
-        if not self.max_kpt_px <= max_kpt_px:
-            out.append(
-                f"decoded keypoints differ by up to {self.max_kpt_px:.3g} px > export.max_kpt_px = {max_kpt_px:g}"
-            )
-        return out
-
-
-@torch.no_grad()
-def check_parity(
-    model: PoseEstimator,
-    session: ort.InferenceSession,
-    inputs: Tensor,
-    batch_sizes: Sequence[int] = (1, 2, 5),
-) -> Parity:
-    """Run ``inputs`` (N, 3, h, w) through both in chunks of every batch size; decode both with ``model.codec``."""
-    model.eval()
-    diffs: dict[str, float] = {}
-    kpt = 0.0
-    for b in batch_sizes:
-        for start in range(0, len(inputs), b):
-            chunk = inputs[start : start + b]
-            ref = {k: v.float().cpu() for k, v in model(chunk).items()}
-            got = {k: torch.from_numpy(v) for k, v in run_onnx(session, chunk.cpu().numpy()).items()}
-            missing = sorted(set(ref) - set(got))
-            if missing:
-                raise ValueError(f"the ONNX model lacks outputs {missing} (has {sorted(got)})")
-            for k in ref:
-                if got[k].shape != ref[k].shape:
-                    raise ValueError(f"ONNX output {k!r} is {tuple(got[k].shape)}, PyTorch's {tuple(ref[k].shape)}")
-                d = float((got[k] - ref[k]).abs().max()) if ref[k].numel() else 0.0
-                diffs[k] = max(diffs.get(k, 0.0), d if np.isfinite(d) else float("inf"))
-            kp_ref, _ = model.codec.decode(ref)
-            kp_got, _ = model.codec.decode(got)
-            dist = (kp_got - kp_ref).norm(dim=-1)
-            value = float(dist.max()) if dist.numel() else 0.0
-            kpt = max(kpt, value if np.isfinite(value) else float("inf"))
-    return Parity(max(diffs.values(), default=0.0), diffs, kpt, len(inputs), tuple(batch_sizes))
 
 
 def _median_ms(fn: Any, runs: int, warmup: int) -> float:

@@ -1,8 +1,10 @@
 """Accuracy of an exported model: an ONNX Runtime session scored on the cached val split.
 
 The export stage's ``onnx_AP``/``int8_AP`` and the champion re-evaluation flow's numbers both come
-from :func:`score_onnx`, which runs :func:`posecore.evaluation.topdown.predict_split` (the loop
-that scores the torch model too) with :class:`OnnxPredictor` and the evaluate stage's scoring.
+from :func:`score_onnx`, which runs the loop that scores the torch model too with
+:class:`OnnxPredictor` and the evaluate stage's scoring: for a top-down bundle
+:func:`posecore.evaluation.topdown.predict_split` on the cached person crops, for a one-stage one
+(``info.task``) :func:`posecore.evaluation.bottomup.predict_images` on the cached whole images.
 So right after a pipeline run, re-evaluating the registered bundle reproduces ``onnx_AP``.
 """
 
@@ -16,8 +18,11 @@ import torch
 from torch import Tensor
 
 from posecore.codecs import Codec
+from posecore.codecs.base import Poses
 from posecore.data.cache import CacheSpec, CacheSplit, cache_key, codec_from_config, open_cache
+from posecore.data.images import ImageSplit
 from posecore.datasets.layout import DatasetLayout
+from posecore.evaluation.bottomup import predict_images, score_bottomup
 from posecore.evaluation.topdown import EvalConfig, EvalResult, metric_names, predict_split, score_predictions
 from posecore.export.bundle import BundleInfo
 from posecore.export.onnx import ort_session, run_onnx
@@ -27,12 +32,15 @@ from posecore.models.flip import average_flip, flip_outputs
 
 @dataclass(frozen=True)
 class OnnxPredictor:
-    """An ONNX Runtime session with its bundle's decoding, as :func:`predict_split` runs it.
+    """An ONNX Runtime session with its bundle's decoding, as :func:`predict_split` (top-down) or
+    :func:`~posecore.evaluation.bottomup.predict_images` (one-stage) runs it.
 
     ``predict``: normalised inputs (B, 3, h, w) float32 -> keypoints (B, K, 2) in model-input
     pixels, scores (B, K). Flip test runs the mirrored batch, flips its outputs back and averages
     them, as :meth:`PoseEstimator.flip_averaged` does; ``codec`` decodes (the torch decode, so the
-    numbers match the evaluate stage's).
+    numbers match the evaluate stage's). With a one-stage codec (``codec.task``), as
+    :meth:`PoseEstimator.predict`: one :class:`~posecore.codecs.base.Poses` per image (input
+    pixels), no flip test.
     """
 
     session: Any  # onnxruntime.InferenceSession
@@ -48,8 +56,10 @@ class OnnxPredictor:
         """The predictor of a bundle's network (flip pairs, normalisation and input size from ``info``)."""
         return cls(session, codec, info.flip_indices, info.shift_heatmap, info.input_size, info.mean, info.std)
 
-    def predict(self, inputs: Tensor, flip_test: bool) -> tuple[Tensor, Tensor]:
-        outputs = {k: torch.from_numpy(v) for k, v in run_onnx(self.session, inputs.numpy()).items()}
+    def predict(self, inputs: Tensor, flip_test: bool = False) -> tuple[Tensor, Tensor] | list[Poses]:
+        outputs = {k: torch.from_numpy(v) for k, v in run_onnx(self.session, inputs.cpu().numpy()).items()}
+        if self.codec.task == "onestage":
+            return self.codec.decode(outputs)  # type: ignore[return-value]
         if flip_test:
             mirrored = {k: torch.from_numpy(v) for k, v in run_onnx(self.session, inputs.flip(-1).numpy()).items()}
             back = flip_outputs(mirrored, self.flip_indices, self.shift_heatmap, self.input_size)
@@ -59,7 +69,7 @@ class OnnxPredictor:
 
 def score_onnx(
     session: Any,
-    split: CacheSplit,
+    split: CacheSplit | ImageSplit,
     codec: Codec,
     info: BundleInfo,
     gt_file: Path,
@@ -67,9 +77,18 @@ def score_onnx(
     cfg: EvalConfig,
 ) -> EvalResult:
     """COCO AP/AR, PCK, AUC, EPE of the bundle's network in ``session`` on ``split`` (flip test as
-    ``info.flip_test`` recommends, batches of ``cfg.batch_size``), scored against ``gt_file``."""
-    preds = predict_split(OnnxPredictor.for_bundle(session, codec, info), split, info.flip_test, cfg.batch_size)
-    return score_predictions(preds, split, gt_file, meta, cfg)
+    ``info.flip_test`` recommends, batches of ``cfg.batch_size``), scored against ``gt_file``.
+
+    One-stage bundles (``info.task``) take the one-stage cache's :class:`ImageSplit` and are scored
+    as the evaluate stage scores one-stage models (:func:`~posecore.evaluation.bottomup.score_bottomup`).
+    """
+    predictor = OnnxPredictor.for_bundle(session, codec, info)
+    if info.task == "onestage":
+        if not isinstance(split, ImageSplit):
+            raise ValueError("a one-stage bundle is scored on whole images: give the one-stage cache's val split")
+        return score_bottomup(predict_images(predictor, split, cfg.batch_size), split, gt_file, meta, cfg)
+    preds = predict_split(predictor, split, info.flip_test, cfg.batch_size)  # type: ignore[arg-type]
+    return score_predictions(preds, split, gt_file, meta, cfg)  # type: ignore[arg-type]
 
 
 def score_bundle(

@@ -4,13 +4,18 @@
 ONNX with a dynamic batch axis (:mod:`posecore.export.onnx`), embeds ``bundle.json`` in it, then:
 
 * parity: ONNX Runtime vs PyTorch on up to ``export.parity_samples`` cached val inputs at batch
-  sizes 1, 2, 5 and all of them; it raises :class:`ExportCheckError` (nothing written) when an
-  output differs by more than ``export.atol`` or a decoded keypoint by more than
-  ``export.max_kpt_px`` pixels;
+  sizes 1, 2, 5 and all of them (:func:`posecore.export.parity.check_parity`); it raises
+  :class:`ExportCheckError` (nothing written) when an output differs by more than
+  ``export.atol`` or a decoded keypoint by more than ``export.max_kpt_px`` pixels (one-stage
+  models: also a decoded person box, or when the two find a different number of people);
 * latency: ONNX Runtime and PyTorch eager at batch 1 and 32 (median of ``export.latency_runs``);
 * accuracy: COCO AP of the ONNX model on the val split (flip test as the bundle recommends,
   :func:`posecore.export.scoring.score_onnx`); with ``export.quantize`` also of
   ``model.int8.onnx``, and the drop.
+
+A one-stage model (``model.task == "onestage"``) goes the same way on the one-stage cache's whole
+val images (:class:`~posecore.data.images.ImageSplit`): its bundle says ``task: onestage`` and
+records no flip test (there is none), and its accuracy is the one-stage evaluation's.
 
 The bundle folder appears complete or not at all; the numbers go to ``export.metrics``.
 What the bundle records about where it comes from (run id, git commit, evaluation-data
@@ -33,12 +38,11 @@ import numpy as np
 import torch
 
 from posecore.data.cache import CacheSplit
+from posecore.data.images import ImageSplit
 from posecore.evaluation.topdown import EvalConfig, normalized_inputs
 from posecore.export.bundle import INT8_MODEL_FILE, MODEL_FILE, BundleInfo
 from posecore.export.config import ExportConfig
 from posecore.export.onnx import (
-    Parity,
-    check_parity,
     embed_metadata,
     export_onnx,
     file_mb,
@@ -51,6 +55,7 @@ from posecore.export.onnx import (
     torch_latency_ms,
     versions,
 )
+from posecore.export.parity import Parity, check_parity
 from posecore.export.scoring import score_onnx
 from posecore.export.trained import TrainedModel
 from posecore.io import atomic_output_dir, atomic_write_json
@@ -102,11 +107,15 @@ def bundle_provenance(
     }
 
 
-def _parity_metrics(prefix: str, parity: Parity) -> dict[str, float]:
-    return {
+def _parity_metrics(prefix: str, parity: Parity, onestage: bool) -> dict[str, float]:
+    out = {
         f"{prefix}parity_max_abs_diff": parity.max_abs_diff,
         f"{prefix}parity_max_kpt_px": parity.max_kpt_px,
     }
+    if onestage:
+        out[f"{prefix}parity_max_box_px"] = parity.max_box_px
+        out[f"{prefix}parity_count_mismatches"] = float(parity.count_mismatches)
+    return out
 
 
 def _latency_metrics(prefix: str, session: Any, inputs: np.ndarray, cfg: ExportConfig) -> dict[str, float]:
@@ -120,7 +129,7 @@ def _latency_metrics(prefix: str, session: Any, inputs: np.ndarray, cfg: ExportC
 
 def export_and_verify(
     trained: TrainedModel,
-    split: CacheSplit,
+    split: CacheSplit | ImageSplit,
     gt_file: Path,
     cfg: ExportConfig,
     eval_cfg: EvalConfig,
@@ -130,12 +139,13 @@ def export_and_verify(
 ) -> ExportOutputs:
     """Export ``trained`` to ``cfg.out`` and its metrics to ``cfg.metrics``, checked on ``split`` (cached val).
 
-    ``split`` must not be empty; ``gt_file``: its COCO annotations, for the AP of the ONNX (and int8)
+    ``split`` must not be empty (a one-stage model's: the one-stage cache's); ``gt_file``: its COCO annotations, for the AP of the ONNX (and int8)
     model scored with ``eval_cfg`` as the evaluate stage scores; ``bbox_padding``: the cache's
     (``encode.bbox_padding``), recorded in the bundle so a runtime crops alike. Raises
     :class:`ExportCheckError` when the export fails parity.
     """
     model = trained.model
+    onestage = model.task == "onestage"
     n = min(cfg.parity_samples, len(split))
     inputs = normalized_inputs(split, np.arange(n), model.mean, model.std)
     out = Path(cfg.out)
@@ -144,7 +154,7 @@ def export_and_verify(
         trained.meta,
         outputs=output_names(model),
         bbox_padding=bbox_padding,
-        flip_test=eval_cfg.flip_test,
+        flip_test=eval_cfg.flip_test and not onestage,
         quantization=cfg.quantize,
         provenance=dict(provenance),
     )
@@ -179,7 +189,7 @@ def export_and_verify(
             "export_seconds": exported.seconds,
             "model_mb": file_mb(tmp / MODEL_FILE),
             "parity_samples": float(n),
-            **_parity_metrics("", parity),
+            **_parity_metrics("", parity, onestage),
             **_latency_metrics("ort_", session, inputs.numpy(), cfg),
         }
         fast_eager = copy.deepcopy(model).to(memory_format=torch.channels_last)  # as training runs it
@@ -198,7 +208,7 @@ def export_and_verify(
             int8 = ort_session(tmp / INT8_MODEL_FILE, cfg.threads)
             metrics["int8_seconds"] = time.perf_counter() - start
             metrics["int8_model_mb"] = file_mb(tmp / INT8_MODEL_FILE)
-            metrics.update(_parity_metrics("int8_", check_parity(model, int8, inputs, (n,))))
+            metrics.update(_parity_metrics("int8_", check_parity(model, int8, inputs, (n,)), onestage))
             metrics.update(_latency_metrics("int8_", int8, inputs.numpy(), cfg))
             metrics["int8_AP"] = val_ap(int8)
             metrics["int8_AP_drop"] = metrics["onnx_AP"] - metrics["int8_AP"]

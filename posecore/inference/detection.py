@@ -1,4 +1,4 @@
-"""Where the person boxes come from: a COCO detection-results file, an ONNX detector, or the whole image.
+"""Where the person boxes come from: a COCO detection-results file, a detector, or the whole image.
 
 Each source returns :class:`Detections` (boxes (M, 4) xyxy float64 in image pixels, scores (M,)).
 
@@ -19,12 +19,17 @@ an error naming the file, the record and the field (unless told to skip such rec
   classes; a leading batch axis of 1 is allowed on each.
 
 Boxes scoring below the threshold, and with labels, boxes of another class, are dropped.
+
+**One-stage pose model as the detector** (:class:`OneStageDetector`): a one-stage bundle (or
+training checkpoint) folder finds every person itself; its people's boxes (image pixels) and
+person scores become the boxes of a top-down model, which then poses each crop.
+:func:`load_detector` picks by the path: a folder is a posecore model, a file an ONNX detector.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +40,16 @@ import numpy as np
 from posecore.datasets.detections import read_detection_results
 from posecore.validation import DataValidationError, Problem
 
-__all__ = ["DetectionFile", "Detections", "OnnxDetector", "image_key", "match_image_ids", "whole_image"]
+__all__ = [
+    "DetectionFile",
+    "Detections",
+    "OneStageDetector",
+    "OnnxDetector",
+    "image_key",
+    "load_detector",
+    "match_image_ids",
+    "whole_image",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -215,3 +229,42 @@ class OnnxDetector:
         if self.input_size is not None:
             boxes = boxes * np.array([w / self.input_size[0], h / self.input_size[1]] * 2)
         return Detections(boxes[keep], scores[keep])
+
+
+class OneStageDetector:
+    """A one-stage pose model (``info.task == "onestage"``, e.g. a
+    :class:`~posecore.inference.runtime.BundleModel`) as a person detector: the boxes (image
+    pixels) and person scores of the people it finds, those scoring below ``score_thr`` dropped.
+    Its keypoints are not used: a top-down model poses the boxes again.
+    """
+
+    def __init__(self, model: Any, score_thr: float = 0.3, source: object = "the detector") -> None:
+        task = getattr(getattr(model, "info", None), "task", "topdown")
+        if task != "onestage":
+            raise ValueError(
+                f"{source} is a {'top-down' if task == 'topdown' else repr(task)} pose model: it needs person boxes "
+                "itself, so it cannot find them; give a one-stage model (or an ONNX detector file) as the detector"
+            )
+        self.model = model
+        self.score_thr = float(score_thr)
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        """image (H, W, 3) uint8 RGB -> detections in image pixels, best first."""
+        poses = self.model.predict_images([image])[0]
+        boxes = np.asarray(poses.boxes, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(poses.scores, dtype=np.float64).reshape(-1)
+        keep = scores >= self.score_thr
+        return Detections(boxes[keep], scores[keep])
+
+
+def load_detector(
+    path: str | Path, score_thr: float = 0.3, category: int | None = None, device: str | None = None
+) -> Callable[[np.ndarray], Detections]:
+    """``--detector``: a folder -> :class:`OneStageDetector` of the one-stage bundle or checkpoint in it
+    (``category`` does not apply: it finds people); a file -> :class:`OnnxDetector`."""
+    path = Path(path)
+    if path.is_dir():
+        from posecore.inference.runtime import load_model
+
+        return OneStageDetector(load_model(path, device=device), score_thr, source=f"detector {path}")
+    return OnnxDetector(path, score_thr, category=category)

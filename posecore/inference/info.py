@@ -30,7 +30,9 @@ class ModelInfo:
     """A model's keypoint schema, preprocessing and decoding config.
 
     input_size (w, h) in pixels; mean/std RGB in 0..255; codec ``{"name": ..., fields}``;
-    skeleton as (a, b) keypoint indices; colours RGB.
+    skeleton as (a, b) keypoint indices; colours RGB. ``task``: ``topdown`` (person crops in,
+    boxes from elsewhere) or ``onestage`` (whole images in, it finds the people; no flip test,
+    ``bbox_padding`` unused).
     """
 
     input_size: tuple[int, int]
@@ -49,6 +51,7 @@ class ModelInfo:
     use_udp: bool = False
     meta_name: str = "bundle"
     provenance: dict[str, Any] = field(default_factory=dict)
+    task: str = "topdown"
 
     @property
     def num_keypoints(self) -> int:
@@ -114,6 +117,7 @@ class ModelInfo:
             use_udp=_use_udp(codec, bundle.input_size),
             meta_name=bundle.meta_name,
             provenance=dict(bundle.provenance),
+            task=bundle.task,
         )
 
 

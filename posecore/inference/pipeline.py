@@ -1,9 +1,14 @@
-"""Top-down inference on images and videos: boxes -> crops -> model -> keypoints in image pixels.
+"""Inference on images and videos: keypoints in image pixels, from a top-down or a one-stage model.
 
-For each image (or video frame): boxes come from a :mod:`~posecore.inference.detection`
-source; each box is padded by the model's ``bbox_padding`` (1.25), grown to the input's aspect
-ratio and cropped with the training warp (:func:`~posecore.inference.geometry.crop_boxes`);
-the crops go through the model in batches; keypoints go back to the image by the inverse warp.
+Top-down (``model.info.task == "topdown"``), for each image (or video frame): boxes come from a
+:mod:`~posecore.inference.detection` source; each box is padded by the model's ``bbox_padding``
+(1.25), grown to the input's aspect ratio and cropped with the training warp
+(:func:`~posecore.transforms.geometry.crop_boxes`); the crops go through the model in batches;
+keypoints go back to the image by the inverse warp (:func:`predict_poses`).
+
+One-stage (``"onestage"``): the whole image goes in (letterboxed) and the model finds every
+person itself, box and keypoints (:func:`predict_people`); there are no boxes to give, so a box
+source with a one-stage model is an error. Its ``score`` is the model's person score.
 
 Outputs (in ``out_dir``):
 
@@ -32,7 +37,7 @@ import numpy as np
 
 from posecore.datasets.coco import load_image
 from posecore.inference.detection import Detections, whole_image
-from posecore.inference.model import PoseModel
+from posecore.inference.model import OneStageModel, PoseModel
 from posecore.inference.tracking import PoseTracker
 from posecore.io import atomic_write_json
 from posecore.progress import Progress
@@ -46,10 +51,10 @@ __all__ = [
     "PosePrediction",
     "coco_results",
     "find_inputs",
-    "infer",
     "infer_images",
     "infer_video",
     "instance_scores",
+    "predict_people",
     "predict_poses",
     "render_poses",
 ]
@@ -98,6 +103,37 @@ def predict_poses(model: PoseModel, image: np.ndarray, detections: Detections, b
     return PosePrediction(detections.boxes, detections.scores, kp_img, sc, instance_scores(detections.scores, sc))
 
 
+def predict_people(model: OneStageModel, image: np.ndarray, batch_size: int = 8) -> PosePrediction:
+    """image (H, W, 3) uint8 RGB -> every person a one-stage model finds, in image pixels (best first);
+    box and instance scores are the person score."""
+    poses = model.predict_images([image], batch_size)[0]
+    n, k = len(poses), model.info.num_keypoints
+    scores = np.asarray(poses.scores, dtype=np.float64).reshape(n)
+    return PosePrediction(
+        np.asarray(poses.boxes, dtype=np.float64).reshape(n, 4),
+        scores,
+        np.asarray(poses.keypoints, dtype=np.float64).reshape(n, k, 2),
+        np.asarray(poses.keypoint_scores, dtype=np.float64).reshape(n, k),
+        scores.copy(),
+    )
+
+
+_ONESTAGE_BOXES = (
+    "the model is one-stage: it finds the people in each image itself and takes no boxes; drop --det/--detector "
+    "(a one-stage model can instead be the --detector of a top-down model)"
+)
+
+
+def _image_poses(model: Any, image: np.ndarray, dets: Detections | None, batch_size: int) -> PosePrediction:
+    """A one-stage model's people (``dets`` must be None), else the top-down poses of ``dets`` (None: the
+    whole image)."""
+    if model.info.task == "onestage":
+        if dets is not None:
+            raise ValueError(_ONESTAGE_BOXES)
+        return predict_people(model, image)
+    return predict_poses(model, image, dets if dets is not None else whole_image(image), batch_size)
+
+
 def coco_results(pred: PosePrediction, image_id: Any, category_id: int = 1) -> list[dict[str, Any]]:
     """COCO keypoint results records (see the module docstring) for one image."""
     out = []
@@ -116,7 +152,9 @@ def coco_results(pred: PosePrediction, image_id: Any, category_id: int = 1) -> l
     return out
 
 
-def render_poses(image: np.ndarray, pred: PosePrediction, model: PoseModel, kpt_thr: float = 0.3) -> np.ndarray:
+def render_poses(
+    image: np.ndarray, pred: PosePrediction, model: PoseModel | OneStageModel, kpt_thr: float = 0.3
+) -> np.ndarray:
     """Draw skeletons (the model's colours), boxes and track ids on a copy of image (H, W, 3) uint8 RGB."""
     from posecore.visualization.draw import draw_label, draw_pose
 
@@ -167,7 +205,7 @@ class ImagesReport:
 
 
 def infer_images(
-    model: PoseModel,
+    model: PoseModel | OneStageModel,
     paths: Sequence[Path],
     out_dir: Path,
     boxes: Callable[[Path, np.ndarray], Detections] | None = None,
@@ -179,9 +217,12 @@ def infer_images(
 ) -> ImagesReport:
     """Pose every image; write ``results.json``, ``images.json`` and rendered images into ``out_dir``.
 
-    ``boxes(path, image)`` gives each image's boxes (default: the whole image); ``image_ids(path)``
-    its COCO id (default: the numeric stem when every stem is numeric and unique, else 1, 2, ...).
+    ``boxes(path, image)`` gives each image's boxes (default: the whole image; a one-stage model
+    takes none: it finds the people); ``image_ids(path)`` its COCO id (default: the numeric stem
+    when every stem is numeric and unique, else 1, 2, ...).
     """
+    if boxes is not None and model.info.task == "onestage":
+        raise ValueError(_ONESTAGE_BOXES)
     out_dir.mkdir(parents=True, exist_ok=True)
     if render:
         _check_out(out_dir, paths, [p.name for p in paths])
@@ -193,8 +234,7 @@ def infer_images(
     with Progress("infer", total=len(paths), unit="img") as bar:
         for path in paths:
             image = load_image(path)
-            dets = boxes(path, image) if boxes is not None else whole_image(image)
-            pred = predict_poses(model, image, dets, batch_size)
+            pred = _image_poses(model, image, boxes(path, image) if boxes is not None else None, batch_size)
             image_id = image_ids(path)
             h, w = image.shape[:2]
             images.append({"id": image_id, "file_name": path.name, "width": w, "height": h})
@@ -228,7 +268,7 @@ class VideoReport:
 
 
 def infer_video(
-    model: PoseModel,
+    model: PoseModel | OneStageModel,
     path: Path,
     out_dir: Path,
     detector: Callable[[np.ndarray], Detections] | None = None,
@@ -240,9 +280,12 @@ def infer_video(
 ) -> VideoReport:
     """Pose a video frame by frame with tracking; write ``<stem>.json`` and ``<stem>.mp4`` into ``out_dir``.
 
-    ``detector(frame)`` gives each frame's boxes (default: the whole frame); ``tracker`` defaults
-    to OKS matching with the model's sigmas (box IoU without them).
+    ``detector(frame)`` gives each frame's boxes (default: the whole frame; a one-stage model takes
+    none: it finds the people); ``tracker`` defaults to OKS matching with the model's sigmas (box
+    IoU without them).
     """
+    if detector is not None and model.info.task == "onestage":
+        raise ValueError(_ONESTAGE_BOXES)
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise ValueError(f"cannot open the video {path} (unreadable or an unsupported codec)")
@@ -269,8 +312,7 @@ def infer_video(
                     break
                 frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 size = (frame.shape[1], frame.shape[0])
-                dets = detector(frame) if detector is not None else whole_image(frame)
-                pred = predict_poses(model, frame, dets, batch_size)
+                pred = _image_poses(model, frame, detector(frame) if detector is not None else None, batch_size)
                 ids = tracker.update(pred.bboxes, pred.keypoints)
                 pred = PosePrediction(
                     pred.bboxes, pred.bbox_scores, pred.keypoints, pred.keypoint_scores, pred.scores, ids
@@ -320,62 +362,3 @@ def _frame_instances(pred: PosePrediction) -> list[dict[str, Any]]:
             }
         )
     return out
-
-
-def infer(
-    model_path: str | Path,
-    input_path: str | Path,
-    out_dir: str | Path,
-    *,
-    det_file: str | Path | None = None,
-    det_allow_extra: bool = False,
-    images_json: str | Path | None = None,
-    detector: str | Path | None = None,
-    category_id: int = 1,
-    flip_test: bool | None = None,
-    det_thr: float = 0.3,
-    kpt_thr: float = 0.3,
-    batch_size: int = 32,
-    render: bool = True,
-    max_frames: int | None = None,
-    track_thr: float = 0.3,
-    device: str | None = None,
-) -> ImagesReport | VideoReport:
-    """``posecore infer``: load the model, find the inputs, pick the box source, run, write the outputs.
-
-    ``det_file`` (images only) or ``detector`` (an ONNX detector, see
-    :mod:`posecore.inference.detection`) give the boxes; neither: the whole image. Raises
-    FileNotFoundError / ValueError (DataValidationError) naming the file at fault for bad inputs.
-    """
-    from posecore.inference.detection import DetectionFile, OnnxDetector, match_image_ids
-    from posecore.inference.runtime import load_model
-
-    if det_file is not None and detector is not None:
-        raise ValueError("give boxes by --det or by --detector, not both")
-    if batch_size < 1:
-        raise ValueError(f"--batch must be >= 1, got {batch_size}")
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"--max-frames must be >= 1, got {max_frames}")
-    kind, paths = find_inputs(input_path)
-    if kind == "video" and (det_file is not None or images_json is not None):
-        raise ValueError(f"--det and --images-json are for images; for the video {paths[0]} use --detector or no boxes")
-    # Check the boxes before loading the model: a bad det file fails fast.
-    dets = None
-    if det_file is not None:
-        dets = DetectionFile(det_file, paths, images_json, category_id, det_thr, allow_extra=det_allow_extra)
-    model = load_model(model_path, flip_test=flip_test, device=device)
-    onnx_det = OnnxDetector(detector, det_thr, category=category_id) if detector is not None else None
-    out = Path(out_dir)
-    if kind == "video":
-        tracker = PoseTracker(sigmas=model.info.sigmas, threshold=track_thr)
-        return infer_video(model, paths[0], out, onnx_det, render, kpt_thr, batch_size, max_frames, tracker)
-    if dets is not None:
-        return infer_images(
-            model, paths, out, lambda p, _: dets(p), dets.image_id, render, kpt_thr, batch_size, category_id
-        )
-    boxes = (lambda _, image: onnx_det(image)) if onnx_det is not None else None
-    ids = None
-    if images_json is not None:
-        table = match_image_ids(paths, images_json)
-        ids = lambda p: table[str(Path(p))]  # noqa: E731
-    return infer_images(model, paths, out, boxes, ids, render, kpt_thr, batch_size, category_id)

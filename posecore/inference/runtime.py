@@ -1,10 +1,13 @@
-"""Run an exported bundle with onnxruntime: crops in, keypoints out. Imports no torch.
+"""Run an exported bundle with onnxruntime: crops (top-down) or whole images (one-stage) in, keypoints out.
+Imports no torch.
 
 :class:`BundleModel` and :class:`posecore.inference.torch_model.TorchModel` share one interface
-(:class:`posecore.inference.model.PoseModel`), so the top-down pipeline runs either; :func:`load_model`
-picks by what the folder holds (``model.onnx`` + ``bundle.json``, or ``best.pt`` + ``model.json`` +
-``meta.yaml``). Outputs are decoded by the codec's ``decode_numpy`` (:func:`posecore.codecs.numpy_decoder`)
-and flip-tested by :func:`posecore.models.flip.flip_outputs_numpy`, the NumPy twins of the torch code.
+(:class:`posecore.inference.model.PoseModel` for top-down models, ``predict_crops``;
+:class:`~posecore.inference.model.OneStageModel` for one-stage ones, ``predict_images``), so the
+pipeline runs either; :func:`load_model` picks by what the folder holds (``model.onnx`` +
+``bundle.json``, or ``best.pt`` + ``model.json`` + ``meta.yaml``). Outputs are decoded by the
+codec's ``decode_numpy`` (:func:`posecore.codecs.numpy_decoder`) and flip-tested (top-down only)
+by :func:`posecore.models.flip.flip_outputs_numpy`, the NumPy twins of the torch code.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from posecore.codecs import numpy_decoder
+from posecore.codecs.base import Poses
 from posecore.export.bundle import INFO_FILE, METADATA_KEY, MODEL_FILE, BundleError, BundleInfo
 from posecore.inference.info import ModelInfo
-from posecore.inference.model import normalize_crops
+from posecore.inference.model import normalize_crops, predict_whole_images, require_task
 from posecore.inference.torch_model import CHECKPOINT_FILES, TorchModel
 from posecore.models.flip import average_flip_numpy, flip_outputs_numpy
 
@@ -36,8 +40,10 @@ class BundleModel:
     """An exported bundle (folder with ``bundle.json`` + ``model.onnx``) on onnxruntime.
 
     ``providers`` defaults to CUDA when onnxruntime has it, else CPU. ``flip_test`` None uses
-    the bundle's ``flip_test``. ``int8`` runs the bundle's quantised model instead. A path to an
-    ``.onnx`` file with ``bundle.json`` embedded (metadata key ``posecore.bundle``) also works.
+    the bundle's ``flip_test`` (one-stage bundles have none: it stays off). ``int8`` runs the
+    bundle's quantised model instead. A path to an ``.onnx`` file with ``bundle.json`` embedded
+    (metadata key ``posecore.bundle``) also works. A top-down bundle answers ``predict_crops``,
+    a one-stage one (``info.task``) ``predict_images``.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class BundleModel:
         self.info = ModelInfo.from_bundle(bundle)
         self.decoder = numpy_decoder(self.info.codec, self.info.input_size)
         self.flip_test = self.info.flip_test if flip_test is None else bool(flip_test)
+        self.flip_test = self.flip_test and self.info.task == "topdown"
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != [bundle.input_name]:
             raise BundleError(f"{onnx_path}: expected one input named {bundle.input_name!r}, got {inputs}")
@@ -118,6 +125,7 @@ class BundleModel:
         self, crops: np.ndarray, batch_size: int = 32, flip_test: bool | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """crops (N, h, w, 3) uint8 RGB -> keypoints (N, K, 2) float32 in crop pixels, scores (N, K) float32."""
+        require_task(self.info, "topdown", self.path)
         inputs = normalize_crops(crops, self.info)
         k = self.info.num_keypoints
         if inputs.shape[0] == 0:
@@ -129,6 +137,13 @@ class BundleModel:
             kps.append(kp)
             scores.append(sc)
         return np.concatenate(kps), np.concatenate(scores)
+
+    def predict_images(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[Poses]:
+        """One-stage bundles: images (H, W, 3) uint8 RGB (or (H, W) grey), any sizes -> one
+        :class:`~posecore.codecs.base.Poses` per image, every person found, in image pixels
+        (letterboxed as the one-stage cache does, :func:`posecore.transforms.letterbox.letterbox`)."""
+        require_task(self.info, "onestage", self.path)
+        return predict_whole_images(lambda x: self.decoder(self.run(x)), images, self.info, batch_size)  # type: ignore[arg-type,return-value]
 
 
 def load_model(

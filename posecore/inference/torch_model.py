@@ -7,13 +7,15 @@ built, never when this module is imported.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from posecore.codecs.base import Poses
 from posecore.inference.info import ModelInfo
-from posecore.inference.model import normalize_crops
+from posecore.inference.model import normalize_crops, predict_whole_images, require_task
 
 __all__ = ["CHECKPOINT_FILES", "TorchModel"]
 
@@ -21,7 +23,8 @@ CHECKPOINT_FILES = ("best.pt", "model.json", "meta.yaml")
 
 
 class TorchModel:
-    """A trained :class:`posecore.models.estimator.PoseEstimator` behind ``predict_crops``.
+    """A trained :class:`posecore.models.estimator.PoseEstimator` behind ``predict_crops`` (top-down)
+    or ``predict_images`` (one-stage, ``info.task``), as :class:`~posecore.inference.runtime.BundleModel`.
 
     Loads the EMA weights when the run kept an EMA (``inference_state_dict``). ``checkpoint``
     picks another file in the folder (``latest.pt``); ``device`` defaults to CUDA when available.
@@ -43,7 +46,8 @@ class TorchModel:
         trained = load_trained(folder, device=self.device, checkpoint=checkpoint)
         model, spec = trained.model, trained.spec
         self.model = model
-        self.flip_test = spec.flip_test if flip_test is None else bool(flip_test)
+        self.flip_test = (spec.flip_test if flip_test is None else bool(flip_test)) and model.task == "topdown"
+        self.folder = Path(folder)
         self.info = ModelInfo.from_meta(
             trained.meta,
             spec.input_size,
@@ -55,6 +59,7 @@ class TorchModel:
             shift_heatmap=spec.shift_heatmap,
             use_udp=bool(getattr(model.codec, "use_udp", False)),
             provenance={"train_dir": str(folder), **trained.summary()},
+            task=model.task,
         )
 
     def predict_crops(
@@ -63,6 +68,7 @@ class TorchModel:
         """crops (N, h, w, 3) uint8 RGB -> keypoints (N, K, 2) float32 in crop pixels, scores (N, K) float32."""
         import torch
 
+        require_task(self.info, "topdown", self.folder)
         inputs = normalize_crops(crops, self.info)
         use_flip = self.flip_test if flip_test is None else flip_test
         kps: list[Any] = []
@@ -76,3 +82,19 @@ class TorchModel:
         if not kps:
             return np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32)
         return np.concatenate(kps).astype(np.float32), np.concatenate(scores).astype(np.float32)
+
+    def predict_images(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[Poses]:
+        """One-stage checkpoints: images (H, W, 3) uint8 RGB (or (H, W) grey), any sizes -> one
+        :class:`~posecore.codecs.base.Poses` per image in image pixels, NumPy float32 (as
+        :meth:`BundleModel.predict_images <posecore.inference.runtime.BundleModel.predict_images>`)."""
+        import torch
+
+        require_task(self.info, "onestage", self.folder)
+
+        def run(inputs: np.ndarray) -> list[Poses]:
+            with torch.no_grad():
+                found = self.model.predict(torch.from_numpy(inputs).to(self.device))
+            fields = ("boxes", "scores", "keypoints", "keypoint_scores")
+            return [Poses(**{f: getattr(p, f).float().cpu().numpy() for f in fields}) for p in found]
+
+        return predict_whole_images(run, images, self.info, batch_size)

@@ -12,7 +12,8 @@ from onestage_data import IMAGES, INPUT, SPEC, source_image, write_dataset
 
 from posecore.codecs import build_codec
 from posecore.data.build import build_cache
-from posecore.data.build_images import build_image_cache, letterbox
+from posecore.data.build_images import build_image_cache
+from posecore.transforms.letterbox import letterbox
 from posecore.data.cache import CacheSpec, CacheSplit, cache_key, open_cache
 from posecore.data.images import ImageSplit
 from posecore.datasets.coco import CocoPoseDataset
@@ -134,8 +135,11 @@ def test_cache_key_and_refusal(dataset: Path, cache: Path) -> None:
     key = cache_key(dataset, SPEC, codec())
     assert key["task"] == "onestage"
     assert isinstance(open_cache(cache, key)["val"], ImageSplit)
+    # decoding settings and the crop geometry do not shape whole images: the same cache serves them
+    assert cache_key(dataset, SPEC, codec(nms_thr=0.5, sigmas=(0.1,) * 17)) == key
+    assert cache_key(dataset, CacheSpec(context=2.0, bbox_padding=1.5, crop_scale=1.5, shard_size=2), codec()) == key
     with pytest.raises(ValueError, match="different codec"):
-        open_cache(cache, cache_key(dataset, SPEC, codec(nms_thr=0.5)))
+        open_cache(cache, cache_key(dataset, SPEC, build_codec("yoloxpose", input_size=(32, 32))))
     with pytest.raises(ValueError, match="different spec"):
         open_cache(cache, cache_key(dataset, CacheSpec(crop_scale=2.0, shard_size=2), codec()))
     heatmap = build_codec("msra_heatmap", input_size=INPUT, heatmap_size=(16, 12))

@@ -74,11 +74,20 @@ def test_meta_fields_follow_the_dataset_meta() -> None:
         ({"quantization": "fp16", "int8_model_file": "x"}, "quantization must be one of"),
         ({"codec": {"sigma": 2}}, "codec must be"),
         ({"outputs": ()}, "outputs must name"),
+        ({"task": "bottomup"}, "task must be one of topdown, onestage"),
     ],
 )
 def test_inconsistent_info_is_refused_with_the_reason(changes: dict[str, object], message: str) -> None:
     with pytest.raises(BundleError, match=message):
         _info(**changes)
+
+
+def test_a_bundle_json_from_before_tasks_reads_as_top_down() -> None:
+    raw = _info().to_dict()
+    assert raw["task"] == "topdown"
+    del raw["task"]
+    assert BundleInfo.from_dict(raw).task == "topdown"
+    assert BundleInfo.from_dict({**raw, "task": "onestage"}).task == "onestage"
 
 
 def test_unknown_missing_and_future_keys_are_refused(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import tiny_model as tiny  # tests/_helpers (put on sys.path by tests/conftest.py)
 
 from posecore.datasets.layout import DatasetLayout
+from posecore.evaluation.bottomup import predict_images, score_bottomup
 from posecore.evaluation.topdown import predict_split
 from posecore.export.bundle import MODEL_FILE
 from posecore.export.onnx import make_bundle_info, ort_session, output_names
@@ -77,3 +78,28 @@ def test_a_cache_encoded_otherwise_is_refused_with_what_to_run(setup) -> None:
     other = dataclasses.replace(params.encode, bbox_padding=params.encode.bbox_padding + 0.5)
     with pytest.raises(ValueError, match="encoded for its own codec.*dvc repro encode"):
         score_bundle(bundle, Path(params.data.out), Path(params.encode.out), other, params.evaluate)
+
+
+def test_a_onestage_bundle_scores_as_its_torch_model(onestage_exported, tmp_path: Path) -> None:  # noqa: ANN001
+    run, trained, split = onestage_exported.run, onestage_exported.trained, onestage_exported.split
+    model = trained.model
+    info = make_bundle_info(model, trained.meta, outputs=output_names(model), bbox_padding=1.25, flip_test=False)
+    assert info.task == "onestage"
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    shutil.copyfile(onestage_exported.path, bundle / MODEL_FILE)
+    info.write(bundle)
+    params = run.params
+    gt = DatasetLayout(Path(params.data.out)).annotations("val")
+    session = ort_session(bundle / MODEL_FILE)
+    ours = predict_images(OnnxPredictor.for_bundle(session, model.codec, info), split, batch_size=3)
+    ref = predict_images(model, split, batch_size=3)
+    assert len(ours.image_ids) == len(ref.image_ids) > 0
+    np.testing.assert_array_equal(ours.image_ids, ref.image_ids)
+    np.testing.assert_allclose(ours.bbox_scores, ref.bbox_scores, atol=1e-4)
+    np.testing.assert_allclose(ours.keypoints, ref.keypoints, atol=0.05)
+    direct = score_onnx(session, split, model.codec, info, gt, trained.meta, params.evaluate)
+    expected = score_bottomup(ref, split, gt, trained.meta, params.evaluate)
+    assert direct.metrics["AP"] == pytest.approx(expected.metrics["AP"], abs=1e-6)
+    metrics = score_bundle(bundle, Path(params.data.out), Path(params.encode.out), params.encode, params.evaluate)
+    assert metrics["AP"] == pytest.approx(direct.metrics["AP"]) and {"AP", "AR", "PCK"} <= set(metrics)

@@ -90,3 +90,33 @@ def test_provenance_takes_the_evaluate_metrics_else_the_checkpoint(exported: Exp
     eval_metrics.write_text(json.dumps({"AP": 0.42}))
     from_file = provenance()
     assert from_file["metrics"] == {"AP": 0.42} and from_file["metrics_source"] == str(eval_metrics)
+
+
+def test_a_onestage_model_is_checked_and_scored_on_whole_images(onestage_exported: Exported, tmp_path: Path) -> None:
+    outputs = _export(onestage_exported, tmp_path, quantize="dynamic")
+    info = BundleInfo.read(outputs.bundle_dir)
+    assert info == outputs.info and info.task == "onestage" and not info.flip_test
+    assert info.outputs == ("obj_logits", "boxes", "keypoints", "vis_logits")
+    assert info.codec["name"] == "yoloxpose" and info.input_size == (64, 64)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["parity_count_mismatches"] == 0 and metrics["parity_max_box_px"] <= 0.05
+    assert 0.0 <= metrics["onnx_AP"] <= 1.0 and np.isfinite(metrics["int8_AP_drop"])
+    assert {"int8_parity_max_box_px", "int8_parity_count_mismatches"} <= set(metrics)
+
+
+def test_a_onestage_export_of_another_model_fails_and_writes_nothing(
+    onestage_exported: Exported, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = verify.export_onnx
+
+    def export_moved_keypoints(model, path, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        other = copy.deepcopy(model)
+        with torch.no_grad():
+            for conv in other.head.kpt_preds:
+                conv.bias.add_(0.5)
+        return real(other, path, **kwargs)
+
+    monkeypatch.setattr(verify, "export_onnx", export_moved_keypoints)
+    with pytest.raises(ExportCheckError, match="decoded keypoints differ.*Nothing was written"):
+        _export(onestage_exported, tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -64,9 +64,10 @@ def bundle_info(model: PoseEstimator, meta: DatasetMeta, outputs: list[str]) -> 
         codec=codec_config(model.codec),
         outputs=tuple(outputs),
         bbox_padding=1.25,
-        flip_test=model.spec.flip_test,
+        flip_test=model.spec.flip_test and model.task == "topdown",
         shift_heatmap=model.spec.shift_heatmap,
         provenance={"source": "tests/inference/conftest.py"},
+        task=model.task,
     )
 
 
@@ -125,6 +126,27 @@ def coco_bundle(bundles: dict[str, TinyBundle]) -> TinyBundle:
 @pytest.fixture(scope="session")
 def mouse_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
     return make_bundle(tmp_path_factory.mktemp("mouse") / "bundle", "simcc", meta_name="mirror_mouse")
+
+
+@pytest.fixture(scope="session")
+def onestage_bundle(tmp_path_factory: pytest.TempPathFactory) -> TinyBundle:
+    """A one-stage COCO bundle: the yoloxpose-lite0 preset at 64x64 (tests/_helpers/tiny_onestage.py)."""
+    import tiny_onestage
+
+    folder = tmp_path_factory.mktemp("onestage") / "bundle"
+    folder.mkdir()
+    with torch.no_grad():
+        model = tiny_onestage.model()
+    outputs = export_onnx(model, folder / "model.onnx")
+    assert outputs == list(model.codec.output_keys)
+    meta = load_meta("coco")
+    bundle_info(model, meta, outputs).write(folder)
+    return TinyBundle(folder, model, meta, model.spec)
+
+
+@pytest.fixture(scope="session")
+def onestage_checkpoint(tmp_path_factory: pytest.TempPathFactory, onestage_bundle: TinyBundle) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("train_onestage"), onestage_bundle)
 
 
 @pytest.fixture(scope="session")

@@ -143,3 +143,44 @@ def test_whole_image_box() -> None:
     d = whole_image(np.zeros((40, 30, 3), np.uint8))
     np.testing.assert_array_equal(d.boxes, [[0, 0, 30, 40]])
     np.testing.assert_array_equal(d.scores, [1])
+
+
+# --------------------------------------------------------------------------- a one-stage model as the detector
+
+
+class _People:
+    """A stand-in one-stage model: the same three people in every image."""
+
+    def __init__(self, task: str = "onestage") -> None:
+        from posecore.inference.info import ModelInfo
+
+        self.info = ModelInfo((64, 64), {"name": "yoloxpose"}, ("a",), (0,), task=task)
+        self.calls = 0
+
+    def predict_images(self, images, batch_size: int = 8):  # noqa: ANN001, ANN201
+        from posecore.codecs.base import Poses
+
+        self.calls += 1
+        boxes = np.array([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 9.0, 9.0], [50.0, 0.0, 60.0, 20.0]], np.float32)
+        scores = np.array([0.8, 0.5, 0.2], np.float32)
+        return [Poses(boxes, scores, np.zeros((3, 1, 2), np.float32), np.ones((3, 1), np.float32)) for _ in images]
+
+
+def test_a_one_stage_model_detects_people_above_the_threshold() -> None:
+    from posecore.inference.detection import OneStageDetector
+
+    model = _People()
+    dets = OneStageDetector(model, score_thr=0.4)(np.zeros((40, 60, 3), np.uint8))
+    assert model.calls == 1 and dets.boxes.dtype == np.float64
+    np.testing.assert_array_equal(dets.boxes, [[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 9.0, 9.0]])
+    np.testing.assert_allclose(dets.scores, [0.8, 0.5])
+    assert len(OneStageDetector(model, score_thr=0.9)(np.zeros((4, 4, 3), np.uint8))) == 0
+
+
+def test_a_top_down_model_cannot_be_the_detector(tmp_path: Path) -> None:
+    from posecore.inference.detection import OneStageDetector, load_detector
+
+    with pytest.raises(ValueError, match="top-down pose model: it needs person boxes itself"):
+        OneStageDetector(_People(task="topdown"), source="x")
+    detector = load_detector(write_detector(tmp_path / "det.onnx"), 0.3, category=1)
+    assert isinstance(detector, OnnxDetector), "a file is an ONNX detector"

@@ -183,3 +183,61 @@ def test_bad_inputs_exit_2_naming_the_file(
 
     code, err = _run(["infer", "--model", model, "--input", str(tmp_path / "x.gif"), "--out", out], capsys)
     assert code == 2 and "x.gif does not exist" in err
+
+
+# --------------------------------------------------------------------------- one-stage models
+
+
+def _scene_folder(folder: Path) -> Path:
+    from posecore.datasets.synthetic import image_rng, render_image
+
+    folder.mkdir()
+    for i, (w, h) in enumerate([(120, 90), (80, 100)], start=1):
+        image, _ = render_image(image_rng(2, "val", i), w, h, 2, 3)
+        cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def test_a_one_stage_bundle_needs_no_boxes_and_refuses_them(
+    onestage_bundle: TinyBundle, coco_bundle: TinyBundle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = _scene_folder(tmp_path / "images")
+    model = str(onestage_bundle.path)
+    code, _ = _run(["infer", "--model", model, "--input", str(images), "--out", str(tmp_path / "out")], capsys)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert code == 0 and {r["image_id"] for r in results} == {1, 2}
+
+    det = tmp_path / "det.json"
+    det.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5], "score": 1.0}]))
+    out = str(tmp_path / "refused")
+    code, err = _run(["infer", "--model", model, "--input", str(images), "--det", str(det), "--out", out], capsys)
+    assert code == 2 and "--det gives person boxes" in err and "one-stage model" in err and "finds the people" in err
+    code, err = _run(["infer", "--model", model, "--input", str(images), "--detector", model, "--out", out], capsys)
+    assert code == 2 and "--detector gives person boxes" in err
+    assert not Path(out).exists(), "refused before anything ran"
+
+    code, err = _run(["infer", "--model", str(coco_bundle.path), "--input", str(images), "--detector",
+                      str(coco_bundle.path), "--out", out], capsys)  # fmt: skip
+    assert code == 2 and "top-down pose model: it needs person boxes itself" in err
+
+
+def test_a_one_stage_bundle_is_the_detector_of_a_top_down_bundle(
+    onestage_bundle: TinyBundle, coco_bundle: TinyBundle, tmp_path: Path
+) -> None:
+    from posecore.datasets.coco import load_image
+    from posecore.inference import BundleModel, OneStageDetector
+
+    images = _scene_folder(tmp_path / "images")
+    out = tmp_path / "out"
+    code = main(["infer", "--model", str(coco_bundle.path), "--input", str(images), "--detector",
+                 str(onestage_bundle.path), "--det-thr", "0.5", "--out", str(out), "--no-render"])  # fmt: skip
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    detector = OneStageDetector(BundleModel(onestage_bundle.path), score_thr=0.5)
+    for i in (1, 2):
+        dets = detector(load_image(images / f"{i}.png"))
+        mine = [r for r in results if r["image_id"] == i]
+        assert len(mine) == len(dets) > 0, "one top-down pose per person the one-stage model found"
+        x, y, w, h = np.array([r["bbox"] for r in mine]).T
+        np.testing.assert_allclose(np.stack([x, y, x + w, y + h], 1), dets.boxes, atol=2e-3)
+        assert all(len(r["keypoints"]) == 17 * 3 for r in mine)

@@ -1,4 +1,5 @@
-"""Top-down inference on images: boxes -> crops -> keypoints mapped back to image pixels -> COCO results."""
+"""Inference on images and videos: top-down (boxes -> crops -> keypoints mapped back to image pixels) and
+one-stage (whole images -> every person), to COCO results and tracked video instances."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from posecore.inference.pipeline import (
     coco_results,
     find_inputs,
     infer_images,
+    infer_video,
     instance_scores,
     predict_poses,
     render_poses,
@@ -166,3 +168,76 @@ def test_find_inputs_errors(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_text("")
     with pytest.raises(ValueError, match="unknown file type '.csv'"):
         find_inputs(tmp_path / "x.csv")
+
+
+# --------------------------------------------------------------------------- one-stage models
+
+
+def _people_images(folder: Path, sizes: list[tuple[int, int]]) -> list[Path]:
+    """Synthetic scenes (W x H) with 1-3 people each, written as PNGs named by their index."""
+    from posecore.datasets.synthetic import image_rng, render_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (w, h) in enumerate(sizes):
+        image, _ = render_image(image_rng(0, "val", i), w, h, 1, 3)
+        paths.append(folder / f"{i + 1}.png")
+        cv2.imwrite(str(paths[-1]), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return paths
+
+
+def test_a_one_stage_bundle_poses_a_folder_without_boxes(onestage_bundle, tmp_path: Path) -> None:  # noqa: ANN001
+    from posecore.datasets.coco import load_image
+    from posecore.inference.runtime import BundleModel
+
+    model = BundleModel(onestage_bundle.path)
+    paths = _people_images(tmp_path / "in", [(96, 128), (160, 90), (64, 64)])
+    report = infer_images(model, paths, tmp_path / "out")
+    results = json.loads(report.results.read_text())
+    assert report.images == 3 and report.rendered == 3 and report.instances == len(results) > 0
+    for i, path in enumerate(paths, start=1):
+        expected = model.predict_images([load_image(path)])[0]
+        mine = [r for r in results if r["image_id"] == i]
+        assert len(mine) == len(expected)
+        np.testing.assert_allclose([r["score"] for r in mine], expected.scores, atol=1e-6)
+        x, y, w, h = np.array([r["bbox"] for r in mine]).T
+        np.testing.assert_allclose(np.stack([x, y, x + w, y + h], 1), expected.boxes, atol=2e-3)
+        kp = np.array([r["keypoints"] for r in mine]).reshape(len(mine), 17, 3)
+        np.testing.assert_allclose(kp[..., :2], expected.keypoints, atol=2e-3)
+    assert (tmp_path / "out" / "1.png").is_file()
+
+
+def test_a_one_stage_model_takes_no_boxes(onestage_bundle, tmp_path: Path) -> None:  # noqa: ANN001
+    from posecore.inference.runtime import BundleModel
+
+    model = BundleModel(onestage_bundle.path)
+    paths = _people_images(tmp_path / "in", [(64, 64)])
+    with pytest.raises(ValueError, match="one-stage: it finds the people"):
+        infer_images(model, paths, tmp_path / "out", boxes=lambda p, image: Detections.empty())
+    with pytest.raises(ValueError, match="one-stage: it finds the people"):
+        infer_video(model, tmp_path / "missing.mp4", tmp_path / "out", detector=lambda frame: Detections.empty())
+
+
+def test_a_one_stage_bundle_tracks_the_people_of_a_video(onestage_bundle, tmp_path: Path) -> None:  # noqa: ANN001
+    from posecore.datasets.synthetic import image_rng, render_image
+    from posecore.inference.runtime import BundleModel
+
+    scene, _ = render_image(image_rng(1, "val", 0), 96, 80, 2, 2)
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 80))
+    assert writer.isOpened()
+    for t in range(6):  # the scene drifting right by a pixel a frame
+        writer.write(cv2.cvtColor(np.roll(scene, t, axis=1), cv2.COLOR_RGB2BGR))
+    writer.release()
+    report = infer_video(BundleModel(onestage_bundle.path), video, tmp_path / "out", max_frames=5)
+    doc = json.loads(report.json.read_text())
+    assert report.frames == doc["num_frames"] == 5 and (doc["width"], doc["height"]) == (96, 80)
+    first = doc["frames"][0]["instances"]
+    assert first and len({inst["track_id"] for inst in first}) == len(first), "one id per person in a frame"
+    for frame in doc["frames"]:
+        for inst in frame["instances"]:
+            assert isinstance(inst["track_id"], int) and len(inst["keypoints"]) == 17
+            assert inst["score"] == pytest.approx(inst["bbox_score"])
+    assert report.instances == sum(len(f["instances"]) for f in doc["frames"])
+    assert report.tracks < report.instances, "people keep their ids from frame to frame"
+    assert report.video is not None and report.video.is_file()

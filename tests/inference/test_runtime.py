@@ -132,3 +132,98 @@ def test_runtime_imports_and_runs_without_torch(coco_bundle: TinyBundle, tmp_pat
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("ok")
+
+
+# --------------------------------------------------------------------------- one-stage bundles
+
+
+def _images() -> list[np.ndarray]:
+    """Whole images of several sizes: landscape, a single pixel, a grey panorama, the input size."""
+    rng = np.random.default_rng(3)
+    return [
+        rng.integers(0, 256, (120, 160, 3), dtype=np.uint8),
+        rng.integers(0, 256, (1, 1, 3), dtype=np.uint8),
+        rng.integers(0, 256, (50, 200), dtype=np.uint8),
+        rng.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+    ]
+
+
+def _torch_people(model: Any, image: np.ndarray) -> Any:
+    """The PyTorch model on the cache's letterbox of ``image``, people mapped back to image pixels by hand."""
+    from posecore.inference.info import ModelInfo
+    from posecore.transforms.letterbox import letterbox
+
+    rgb = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+    boxed, warp = letterbox(rgb, tuple(model.spec.input_size))
+    info = ModelInfo(tuple(model.spec.input_size), {"name": "yoloxpose"}, ("a",), (0,), mean=model.mean, std=model.std)
+    (poses,) = model.predict(torch.from_numpy(normalize_crops(boxed[None], info)))
+    s, t = warp[:, 0:2].diagonal(), warp[:, 2]  # a scale and a shift per axis
+    return (
+        ((poses.boxes.numpy().reshape(-1, 2, 2) - t) / s).reshape(-1, 4),
+        poses.scores.numpy(),
+        (poses.keypoints.numpy() - t) / s,
+    )
+
+
+def test_onestage_bundle_finds_people_in_image_pixels(onestage_bundle: TinyBundle) -> None:
+    model = BundleModel(onestage_bundle.path, flip_test=True)
+    assert model.info.task == "onestage" and model.flip_test is False, "one-stage models have no flip test"
+    images = _images()
+    found = model.predict_images(images, batch_size=3)
+    assert len(found) == len(images)
+    for image, poses in zip(images, found, strict=True):
+        n = len(poses)
+        assert 0 < n <= 30
+        assert poses.boxes.shape == (n, 4) and poses.scores.shape == (n,)
+        assert poses.keypoints.shape == (n, 17, 2) and poses.keypoint_scores.shape == (n, 17)
+        assert all(a.dtype == np.float32 for a in (poses.boxes, poses.scores, poses.keypoints, poses.keypoint_scores))
+        assert (np.diff(poses.scores) <= 0).all(), "best first"
+        boxes, scores, keypoints = _torch_people(onestage_bundle.model, image)
+        scale = max(image.shape[:2]) / 64  # image px per input px
+        np.testing.assert_allclose(poses.scores, scores, atol=1e-4)
+        np.testing.assert_allclose(poses.boxes, boxes, atol=0.02 * scale + 1e-3)
+        np.testing.assert_allclose(poses.keypoints, keypoints, atol=0.02 * scale + 1e-3)
+    assert model.predict_images([]) == []
+
+
+def test_onestage_checkpoint_predicts_what_its_bundle_does(
+    onestage_bundle: TinyBundle, onestage_checkpoint: Path
+) -> None:
+    torch_model = load_model(onestage_checkpoint, device="cpu")
+    assert isinstance(torch_model, TorchModel) and torch_model.info.task == "onestage" and not torch_model.flip_test
+    ours = torch_model.predict_images(_images())
+    theirs = load_model(onestage_bundle.path).predict_images(_images())
+    for a, b in zip(ours, theirs, strict=True):
+        assert len(a) == len(b) and a.keypoints.dtype == np.float32
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=0.1)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_each_kind_refuses_the_other_kinds_call(
+    onestage_bundle: TinyBundle, coco_bundle: TinyBundle, onestage_checkpoint: Path
+) -> None:
+    for one in (BundleModel(onestage_bundle.path), load_model(onestage_checkpoint, device="cpu")):
+        with pytest.raises(ValueError, match="one-stage model.*predict_images"):
+            one.predict_crops(np.zeros((1, 64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="top-down model.*predict_crops"):
+        BundleModel(coco_bundle.path).predict_images([np.zeros((8, 8, 3), np.uint8)])
+    with pytest.raises(ValueError, match="uint8"):
+        BundleModel(onestage_bundle.path).predict_images([np.zeros((8, 8, 3), np.float32)])
+
+
+def test_onestage_runtime_runs_without_torch(onestage_bundle: TinyBundle, tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["torch"] = None  # any import of torch now fails
+        import numpy as np
+        from posecore.inference import load_model
+        model = load_model({str(onestage_bundle.path)!r})
+        (poses,) = model.predict_images([np.zeros((30, 40), np.uint8)])
+        assert poses.keypoints.shape[1:] == (17, 2)
+        print("ok")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("ok")

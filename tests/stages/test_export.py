@@ -204,3 +204,25 @@ def test_main_exits_2_with_the_reason_and_0_when_fine(
     with pytest.warns(UserWarning):
         assert export_stage.main(["--params", str(path)]) == 0
     assert BundleInfo.read(tmp_path / "bundle").outputs == ("simcc_x", "simcc_y")
+
+
+def test_a_one_stage_preset_exports_through_the_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """yoloxpose-lite0 at 64x64 on its whole-image cache: the same stage, a bundle that says ``onestage``."""
+    import tiny_onestage
+
+    from posecore.inference import BundleModel
+
+    one = tiny_onestage.build(tmp_path / "run")
+    path = tmp_path / "params.yaml"
+    export = {**FAST, "dynamo": False, "out": str(tmp_path / "bundle"), "metrics": str(tmp_path / "m.json")}
+    path.write_text(json.dumps({**one.raw_params, "export": export}))
+    monkeypatch.chdir(tmp_path)  # no reports/eval/metrics.json here: the checkpoint's metric is recorded
+    with pytest.warns(UserWarning, match="the bundle is not logged to MLflow"):
+        assert export_stage.main(["--params", str(path)]) == 0
+    info = BundleInfo.read(tmp_path / "bundle")
+    assert info.task == "onestage" and info.outputs == ("obj_logits", "boxes", "keypoints", "vis_logits")
+    assert info.provenance["metrics"] == {"AP": 0.1} and not info.flip_test
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["parity_count_mismatches"] == 0 and 0.0 <= metrics["onnx_AP"] <= 1.0
+    (poses,) = BundleModel(tmp_path / "bundle").predict_images([np.zeros((90, 120, 3), np.uint8)])
+    assert poses.keypoints.shape[1:] == (17, 2)
