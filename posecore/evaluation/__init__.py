@@ -6,8 +6,13 @@
 * :mod:`posecore.evaluation.reports` — per-keypoint and PCK-curve CSV writers;
 * :mod:`posecore.evaluation.topdown` — ``evaluate:`` params, the one prediction loop over a cached split
   (:func:`~posecore.evaluation.topdown.predict_split`, a torch model or an ONNX predictor) and its scoring;
+* :mod:`posecore.evaluation.bottomup` — one-stage models: every whole val image predicted
+  (:func:`~posecore.evaluation.bottomup.predict_images`), scored with no boxes given (COCO AP on whole
+  images; PCK/EPE on people matched by OKS);
 * :mod:`posecore.evaluation.outputs` — the evaluate step's report folder
-  (:func:`~posecore.evaluation.outputs.write_report`: metrics, tables, plots, COCO results).
+  (:func:`~posecore.evaluation.outputs.write_report`, ``write_bottomup_report``: metrics, tables, plots,
+  COCO results; for one-stage models the side-by-side with a top-down model, which
+  :mod:`posecore.inference.compare` runs).
 """
 
 from posecore.evaluation.coco import (

@@ -7,6 +7,8 @@ crop warp (:mod:`posecore.transforms.geometry`). :func:`load_model` also accepts
 ``TorchModel`` (importing torch only then). :mod:`.pipeline` does inference on images and videos:
 top-down with boxes from :mod:`.detection`, one-stage with the people the model finds, and
 identities from :mod:`.tracking`; the ``posecore infer`` command (:mod:`.command`) wraps it.
+:mod:`.compare` scores a top-down bundle beside a one-stage model on the same images (whole-image
+box and ground-truth boxes), for the evaluate stage's side-by-side.
 
     model = BundleModel("models/bundle")                     # or load_model(path)
     keypoints, scores = model.predict_crops(crops)           # top-down: (N, h, w, 3) uint8 RGB crops
