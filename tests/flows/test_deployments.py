@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
@@ -107,9 +108,18 @@ def _api(stack: StackConfig, path: str, body: object | None = None, method: str 
     req = urllib.request.Request(
         env(stack)["PREFECT_API_URL"] + path, data=data, method=method, headers={"Content-Type": "application/json"}
     )
-    with _opener.open(req, timeout=30) as resp:
-        raw = resp.read()
-    return json.loads(raw) if raw else None
+    # As Prefect's own client does, retry what a busy server answers with 502/503/429 (its SQLite
+    # database locked by the worker's writes, seen under CI load); anything else fails at once.
+    for attempt in range(5):
+        try:
+            with _opener.open(req, timeout=30) as resp:
+                raw = resp.read()
+            return json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (429, 502, 503) or attempt == 4:
+                raise
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _clients_env(stack: StackConfig) -> dict[str, str]:
