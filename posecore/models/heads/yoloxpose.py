@@ -18,7 +18,7 @@ from posecore.codecs import ONESTAGE_OUTPUT_KEYS, Codec, OneStageCodec, Poses
 from posecore.codecs.yoloxpose import DEFAULT_SIGMA
 from posecore.models.backbones.cspnext import ConvBNSiLU, DepthwiseSeparableConv
 from posecore.models.builders import HEADS
-from posecore.models.losses.detection import BCELoss, IoULoss, OKSLoss
+from posecore.models.losses.detection import BCELoss, IoULoss, OKSLoss, keypoint_oks
 
 from ._base import _positive_int
 from ._simota import SimOTAAssigner
@@ -46,7 +46,8 @@ class YOLOXPoseHead(nn.Module):
     when ``kpt_loss_weight`` > 0), each a sum over positives (over all anchors but crowd-ignored
     ones for objectness) divided by the number of positives (at least 1), as YOLOX; the
     visibility BCE is the mean over the positives' keypoints, as MMPose. Objectness is IoU-aware:
-    its target is the IoU of the positive's box with its person's (0 for negatives).
+    its target is the IoU of the positive's box with its person's (0 for negatives), or with
+    ``obj_target="oks"`` the square root of its keypoints' OKS (MMPose's RTMO / YOLOX-Pose class target).
     Defaults follow MMPose's ``yoloxpose_s_8xb32-300e_coco-640``: IoU loss 1 - IoU^2 weight 5,
     OKS loss weight 30 over the visible keypoints, BCE weight 1.
     """
@@ -73,6 +74,7 @@ class YOLOXPoseHead(nn.Module):
         candidate_topk: int = 10,
         assign_iou_weight: float = 3.0,
         assign_oks_weight: float = 3.0,
+        obj_target: str = "iou",
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -123,6 +125,9 @@ class YOLOXPoseHead(nn.Module):
         self.oks_loss = OKSLoss(sigmas, norm_target_weight=True, reduction="sum", loss_weight=oks_loss_weight)
         self.vis_loss = BCELoss(reduction="mean", loss_weight=vis_loss_weight)
         self.kpt_loss_weight = float(kpt_loss_weight)
+        if obj_target not in ("iou", "oks"):
+            raise ValueError(f"{name}: obj_target must be 'iou' or 'oks', got {obj_target!r}")
+        self.obj_target = obj_target
 
     # ------------------------------------------------------------------ build-time helpers
 
@@ -273,14 +278,20 @@ class YOLOXPoseHead(nn.Module):
         )
         positive = gt_index >= 0
         norm = positive.sum().clamp(min=1).to(obj_logits)
-        obj_target = torch.where(positive, ious, torch.zeros_like(ious))
-        losses = {"loss_obj": self.obj_loss(obj_logits, obj_target, (~ignore).to(obj_logits)) / norm}
-
         b_idx, a_idx = positive.nonzero(as_tuple=True)
         g = gt_index[b_idx, a_idx]
         gt_boxes, gt_kpts = targets["boxes"][b_idx, g].float(), targets["keypoints"][b_idx, g].float()
         gt_vis, gt_areas = targets["visible"][b_idx, g].float(), targets["areas"][b_idx, g].float()
         pos_kpts = keypoints[b_idx, a_idx]
+        quality = ious
+        if self.obj_target == "oks":
+            # the person score learns sqrt(OKS) of its keypoints (MMPose's YOLOX-Pose/RTMO class target),
+            # so detections rank by keypoint quality, which is what keypoint AP rewards
+            with torch.no_grad():
+                oks = keypoint_oks(pos_kpts, gt_kpts, gt_vis, gt_areas, self.sigmas, norm_target_weight=True)
+            quality = torch.zeros_like(ious).index_put((b_idx, a_idx), oks.clamp(min=0).sqrt())
+        obj_target = torch.where(positive, quality, torch.zeros_like(quality))
+        losses = {"loss_obj": self.obj_loss(obj_logits, obj_target, (~ignore).to(obj_logits)) / norm}
         losses["loss_box"] = self.box_loss(boxes[b_idx, a_idx], gt_boxes) / norm
         losses["loss_oks"] = self.oks_loss(pos_kpts, gt_kpts, gt_vis, gt_areas) / norm
         losses["loss_vis"] = self.vis_loss(vis_logits[b_idx, a_idx], gt_vis)

@@ -14,7 +14,7 @@ from posecore.codecs import build_codec
 from posecore.codecs.yoloxpose import DEFAULT_SIGMA
 from posecore.models.builders import HEADS, NECKS
 from posecore.models.heads import YOLOXPoseHead
-from posecore.models.losses.detection import box_iou
+from posecore.models.losses.detection import box_iou, keypoint_oks
 
 K = 17
 SIZE = 256
@@ -145,6 +145,30 @@ def test_loss_terms_are_normalised_by_the_positives():
     g = gt_index[b, a]
     iou = box_iou(out["boxes"][b, a], targets["boxes"][b, g])
     torch.testing.assert_close(losses["loss_box"], 5.0 * (1 - iou.square()).sum() / num_pos)
+
+
+def test_oks_objectness_target_is_the_square_root_of_each_positives_oks():
+    head = _head(obj_target="oks")
+    out = head(_feats())
+    targets = _targets(head, (2, 3))
+    gt_index, _, _ = head.assign(out, targets)
+    positive = gt_index >= 0
+    b, a = positive.nonzero(as_tuple=True)
+    g = gt_index[b, a]
+    oks = keypoint_oks(
+        out["keypoints"][b, a],
+        targets["keypoints"][b, g],
+        targets["visible"][b, g],
+        targets["areas"][b, g],
+        head.sigmas,
+        norm_target_weight=True,
+    )
+    obj_target = torch.zeros_like(out["obj_logits"])
+    obj_target[b, a] = oks.sqrt()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(out["obj_logits"], obj_target, reduction="sum")
+    torch.testing.assert_close(head.loss(out, targets)["loss_obj"], expected / int(positive.sum()))
+    with pytest.raises(ValueError, match="obj_target"):
+        _head(obj_target="centerness")
 
 
 def test_crowd_regions_give_no_objectness_gradient():
