@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from posecore.evaluation.coco import NO_AREA_FACTOR, CocoKeypointEvaluator, KeypointPredictions
 from posecore.evaluation.functional import pck_curve
 from posecore.evaluation.keypoint_metrics import AUCEvaluator, EPEEvaluator, PCKEvaluator
-from posecore.evaluation.topdown import EvalConfig, EvalResult, metric_names, normalized_inputs
+from posecore.evaluation.topdown import EvalConfig, EvalResult, eval_mode, metric_names, normalized_inputs
 from posecore.metainfo import DatasetMeta
 from posecore.progress import Progress
 from posecore.transforms.geometry import invert_affine_numpy, transform_points_numpy
@@ -105,16 +105,10 @@ def predict_images(
     and fed on ``device`` (default: its parameters'); anything else runs as it is. Reports
     progress as the ``evaluate`` step, as :func:`~posecore.evaluation.topdown.predict_split`.
     """
-    module = model if isinstance(model, nn.Module) else None
-    was_training = False
-    if module is not None:
-        device = device or next(module.parameters()).device
-        was_training = module.training
-        module.eval()
     k = len(model.flip_indices)
     columns: dict[str, list[np.ndarray]] = {"image_ids": [], "keypoints": [], "scores": [], "kscores": [], "boxes": []}
     n = len(split)
-    try:
+    with eval_mode(model, device) as device:
         with Progress("evaluate", total=n, unit="img") as bar:
             found = 0
             for start in range(0, n, batch_size):
@@ -134,9 +128,6 @@ def predict_images(
                     columns["boxes"].append(_boxes_through(_numpy(p.boxes).reshape(people, 4), m))
                     found += people
                 bar.update(len(idx), people=found)
-    finally:
-        if module is not None:
-            module.train(was_training)
     empty = {"image_ids": (0,), "keypoints": (0, k, 2), "scores": (0,), "kscores": (0, k), "boxes": (0, 4)}
     cat = {name: np.concatenate(parts) if parts else np.zeros(empty[name]) for name, parts in columns.items()}
     boxes = cat["boxes"]

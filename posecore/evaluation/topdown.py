@@ -7,8 +7,9 @@ inverse of each crop's warp, then scored against the split's ground-truth COCO f
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -103,6 +104,21 @@ class Predictor(Protocol):
     def predict(self, inputs: Tensor, flip_test: bool) -> tuple[Tensor, Tensor]: ...
 
 
+@contextlib.contextmanager
+def eval_mode(model: object, device: torch.device | None) -> Iterator[torch.device | None]:
+    """A torch module in eval mode for the block (its mode restored after), yielding the device to
+    feed it (``device``, default its parameters'); any other predictor runs as it is."""
+    if not isinstance(model, nn.Module):
+        yield device
+        return
+    was_training = model.training
+    model.eval()
+    try:
+        yield device or next(model.parameters()).device
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def predict_split(
     model: Predictor, split: CacheSplit, flip_test: bool, batch_size: int = 64, device: torch.device | None = None
@@ -114,15 +130,9 @@ def predict_split(
     loop (and back after) and fed on ``device`` (default: its parameters'); anything else runs as
     it is. Reports progress as the ``evaluate`` step.
     """
-    module = model if isinstance(model, nn.Module) else None
-    was_training = False
-    if module is not None:
-        device = device or next(module.parameters()).device
-        was_training = module.training
-        module.eval()
     kps, scores = [], []
     n = len(split)
-    try:
+    with eval_mode(model, device) as device:
         with Progress("evaluate", total=n, unit="inst") as bar:
             for start in range(0, n, batch_size):
                 idx = np.arange(start, min(n, start + batch_size))
@@ -132,9 +142,6 @@ def predict_split(
                 kps.append(transform_points(kp.cpu().to(torch.float64), to_image).to(torch.float32).numpy())
                 scores.append(sc.cpu().numpy().astype(np.float32))
                 bar.update(len(idx))
-    finally:
-        if module is not None:
-            module.train(was_training)
     k = len(model.flip_indices)
     return SplitPredictions(
         np.concatenate(kps) if kps else np.zeros((0, k, 2), np.float32),
