@@ -17,6 +17,7 @@ import numpy as np
 from posecore._lazy import lazy_import
 
 from ._nms import nms, nms_numpy, oks_nms, oks_nms_numpy
+from ._refine import heatmap_peaks, heatmap_peaks_numpy, snap_to_peaks, snap_to_peaks_numpy
 from ._utils import check_encode_inputs, check_size, compute_dtype
 from .base import OneStageCodec, Poses, register_codec
 
@@ -26,18 +27,21 @@ if TYPE_CHECKING:
 else:
     torch = lazy_import("torch")
 
-__all__ = ["DEFAULT_SIGMA", "ONESTAGE_OUTPUT_KEYS", "YOLOXPose"]
+__all__ = ["DEFAULT_SIGMA", "HEATMAP_OUTPUT_KEY", "ONESTAGE_OUTPUT_KEYS", "YOLOXPose"]
 
 #: The dense outputs of a one-stage head, A anchors of all levels (B images):
 #: "obj_logits" (B, A), "boxes" (B, A, 4) xyxy, "keypoints" (B, A, K, 2) (both in input px),
 #: "vis_logits" (B, A, K). Priors are already applied, so an exported model needs only NumPy after it.
 ONESTAGE_OUTPUT_KEYS = ("obj_logits", "boxes", "keypoints", "vis_logits")
+#: The extra output of ``refine="heatmap"``: per-keypoint heatmap logits (B, K, H / s, W / s).
+HEATMAP_OUTPUT_KEY = "heatmaps"
 
 #: Per-keypoint OKS sigma when none are given: COCO's shoulder sigma, mid-range of COCO's 0.025-0.107,
 #: so that any skeleton gets a reasonable OKS NMS. Presets of a dataset with sigmas should pass them.
 DEFAULT_SIGMA = 0.079
 
 _NMS_MODES = ("box", "oks")
+_REFINES = ("none", "heatmap")
 
 
 @register_codec("yoloxpose")
@@ -58,6 +62,9 @@ class YOLOXPose(OneStageCodec):
         (``nms_mode``, ``nms_thr``, see ``_nms.py``; OKS counts every keypoint), the best
         ``max_detections``: :class:`Poses` with scores = sigmoid(obj_logits) and
         keypoint_scores = sigmoid(vis_logits), float32, best first (equal scores: lower anchor first).
+        With ``refine="heatmap"`` the head also predicts "heatmaps" (B, K, H / s, W / s) logits,
+        s = ``heatmap_stride``, and each kept person's keypoints move onto the nearest peak of their
+        heatmap inside the person's box (CenterNet's refinement, see ``_refine.py``).
     """
 
     input_size: tuple[int, int]
@@ -72,23 +79,43 @@ class YOLOXPose(OneStageCodec):
     """At most this many people per image, the best."""
     sigmas: tuple[float, ...] | None = None
     """Per-keypoint OKS sigmas for OKS NMS (the dataset's); None: ``DEFAULT_SIGMA`` for every keypoint."""
+    refine: str = "none"
+    """"heatmap": the head also predicts keypoint heatmaps and decoding snaps keypoints to their peaks."""
+    heatmap_stride: int = 4
+    """Input pixels per heatmap cell (``refine="heatmap"``); must divide the input size."""
+    peak_thr: float = 0.1
+    """Lowest heatmap probability of a peak a keypoint may move to."""
+    snap_radius: float = 0.3
+    """How far a keypoint may move, and how far outside its person's box the peak may lie, as a
+    fraction of the box's longer side."""
 
     target_keys: ClassVar[tuple[str, ...]] = ("boxes", "keypoints", "visible", "areas")
-    output_keys: ClassVar[tuple[str, ...]] = ONESTAGE_OUTPUT_KEYS
+
+    @property
+    def output_keys(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The dense outputs ``decode`` reads: ``ONESTAGE_OUTPUT_KEYS`` (+ "heatmaps" with ``refine="heatmap"``)."""
+        return ONESTAGE_OUTPUT_KEYS + ((HEATMAP_OUTPUT_KEY,) if self.refine == "heatmap" else ())
 
     def __post_init__(self) -> None:
         name = type(self).__name__
         object.__setattr__(self, "input_size", check_size(name, "input_size", self.input_size))
-        for field in ("score_thr", "nms_thr"):
+        for field in ("score_thr", "nms_thr", "peak_thr", "snap_radius"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ValueError(f"{name}.{field} must be a number in [0, 1]; got {value!r}")
             object.__setattr__(self, field, float(value))
         if self.nms_mode not in _NMS_MODES:
             raise ValueError(f"{name}.nms_mode must be one of {_NMS_MODES}; got {self.nms_mode!r}")
-        m = self.max_detections
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-            raise ValueError(f"{name}.max_detections must be an int >= 1; got {m!r}")
+        for field in ("max_detections", "heatmap_stride"):
+            m = getattr(self, field)
+            if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+                raise ValueError(f"{name}.{field} must be an int >= 1; got {m!r}")
+        if self.refine not in _REFINES:
+            raise ValueError(f"{name}.refine must be one of {_REFINES}; got {self.refine!r}")
+        if self.refine == "heatmap" and any(v % self.heatmap_stride for v in self.input_size):
+            raise ValueError(
+                f"{name}: heatmap_stride {self.heatmap_stride} must divide the input size {self.input_size} (W, H)"
+            )
         if self.sigmas is not None:
             s = self.sigmas
             ok = isinstance(s, tuple | list) and len(s) > 0
@@ -144,15 +171,27 @@ class YOLOXPose(OneStageCodec):
             )
         return list(self.sigmas)
 
+    def _check_dense(self, outputs: Mapping[str, Any]) -> None:
+        _check_dense(type(self).__name__, outputs)
+        if self.refine == "heatmap":
+            b, k = outputs["obj_logits"].shape[0], outputs["keypoints"].shape[2]
+            want = (b, k, self.input_size[1] // self.heatmap_stride, self.input_size[0] // self.heatmap_stride)
+            got = tuple(outputs[HEATMAP_OUTPUT_KEY].shape)
+            if got != want:
+                raise ValueError(
+                    f"{type(self).__name__}.decode: {HEATMAP_OUTPUT_KEY!r} must have shape {want} (B, K, H / s, W / s), "
+                    f"s = heatmap_stride {self.heatmap_stride}; got {got}"
+                )
+
     def decode(self, outputs: Mapping[str, Tensor]) -> list[Poses]:
         """Dense outputs (B, A, ...) -> B :class:`Poses` of torch float32 tensors on the outputs' device."""
         name = type(self).__name__
         for key in self.output_keys:
             if key not in outputs:
                 raise KeyError(f"{name}.decode needs output {key!r}; got keys {sorted(outputs)}")
-        _check_dense(name, outputs)
+        self._check_dense(outputs)
         dtype = compute_dtype(outputs["obj_logits"])
-        obj, boxes, kpts, vis = (outputs[k].to(dtype) for k in self.output_keys)
+        obj, boxes, kpts, vis = (outputs[k].to(dtype) for k in ONESTAGE_OUTPUT_KEYS)
         sigmas = self._sigma_list(kpts.shape[2]) if self.nms_mode == "oks" else []
         results = []
         for b in range(obj.shape[0]):
@@ -167,11 +206,16 @@ class YOLOXPose(OneStageCodec):
                     kp, obj[b, cand], wh[:, 0] * wh[:, 1], sigmas, self.nms_thr, max_keep=self.max_detections
                 )
             idx = cand[keep]
+            kept = kpts[b, idx]
+            if self.refine == "heatmap":
+                heat = torch.sigmoid(outputs[HEATMAP_OUTPUT_KEY][b].to(dtype))
+                peaks, peak_scores = heatmap_peaks(heat, self.heatmap_stride, self.peak_thr, self.max_detections)
+                kept, _ = snap_to_peaks(kept, boxes[b, idx], peaks, peak_scores, self.snap_radius)
             results.append(
                 Poses(
                     boxes=boxes[b, idx].float(),
                     scores=scores[idx].float(),
-                    keypoints=kpts[b, idx].float(),
+                    keypoints=kept.float(),
                     keypoint_scores=torch.sigmoid(vis[b, idx]).float(),
                 )
             )
@@ -184,8 +228,8 @@ class YOLOXPose(OneStageCodec):
             if key not in outputs:
                 raise ValueError(f"{name} needs model output {key!r}; the model gives {sorted(outputs)}")
         arrays = {k: np.asarray(outputs[k]) for k in self.output_keys}
-        _check_dense(name, arrays)
-        obj, boxes, kpts, vis = (arrays[k].astype(np.float64, copy=False) for k in self.output_keys)
+        self._check_dense(arrays)
+        obj, boxes, kpts, vis = (arrays[k].astype(np.float64, copy=False) for k in ONESTAGE_OUTPUT_KEYS)
         sigmas = self._sigma_list(kpts.shape[2]) if self.nms_mode == "oks" else []
         results = []
         for b in range(obj.shape[0]):
@@ -199,11 +243,16 @@ class YOLOXPose(OneStageCodec):
                 areas = wh[:, 0] * wh[:, 1]
                 keep = oks_nms_numpy(kp, obj[b, cand], areas, sigmas, self.nms_thr, max_keep=self.max_detections)
             idx = cand[keep]
+            kept = kpts[b, idx]
+            if self.refine == "heatmap":
+                heat = _sigmoid_numpy(arrays[HEATMAP_OUTPUT_KEY][b].astype(np.float64))
+                peaks, peak_scores = heatmap_peaks_numpy(heat, self.heatmap_stride, self.peak_thr, self.max_detections)
+                kept, _ = snap_to_peaks_numpy(kept, boxes[b, idx], peaks, peak_scores, self.snap_radius)
             results.append(
                 Poses(
                     boxes=boxes[b, idx].astype(np.float32),
                     scores=scores[idx].astype(np.float32),
-                    keypoints=kpts[b, idx].astype(np.float32),
+                    keypoints=kept.astype(np.float32),
                     keypoint_scores=_sigmoid_numpy(vis[b, idx]).astype(np.float32),
                 )
             )

@@ -45,6 +45,11 @@ def wake(model: PoseEstimator, inputs: torch.Tensor) -> PoseEstimator:
     Fresh BatchNorm statistics make the features nearly constant (every anchor scores the same, so
     NMS breaks ties by float noise): one train-mode pass over ``inputs`` (B, 3, h, w) sets them to
     the batch's, and an objectness bias of 0 puts the person scores around 0.5, above ``score_thr``.
+    Random heatmaps are flat, a field of near-ties where last-digit differences decide which
+    peak a keypoint snaps to: logits of -10 everywhere (last conv zeroed, bias -10) leave no peak
+    above ``peak_thr``, so comparisons
+    of runtimes see the regressed keypoints (the refinement is tested on made heatmaps in
+    tests/codecs/test_refine.py and test_yoloxpose.py).
     """
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in norms]
@@ -54,8 +59,12 @@ def wake(model: PoseEstimator, inputs: torch.Tensor) -> PoseEstimator:
     model(inputs)
     for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum
-    for conv in model.head.obj_preds:
-        conv.bias.zero_()
+    with torch.no_grad():
+        for conv in model.head.obj_preds:
+            conv.bias.zero_()
+        if hasattr(model.head, "heatmap_convs"):
+            model.head.heatmap_convs[-1].weight.zero_()
+            model.head.heatmap_convs[-1].bias.fill_(-10.0)
     return model.eval()
 
 

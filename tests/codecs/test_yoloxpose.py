@@ -56,6 +56,10 @@ def assert_found_exactly(found: list[Poses], truth: list[dict[str, torch.Tensor]
         ({"sigmas": ()}, "sigmas must be None or a non-empty list"),
         ({"sigmas": (0.1, -0.1)}, "sigmas"),
         ({"sigmas": (0.1, math.nan)}, "sigmas"),
+        ({"refine": "dcc"}, r"refine must be one of \('none', 'heatmap'\)"),
+        ({"refine": "heatmap", "heatmap_stride": 5}, r"heatmap_stride 5 must divide the input size \(64, 96\)"),
+        ({"heatmap_stride": 0}, "heatmap_stride must be an int >= 1"),
+        ({"snap_radius": 2.0}, "snap_radius"),
     ],
 )
 def test_bad_config_says_what_is_expected(kwargs: dict, match: str) -> None:
@@ -68,6 +72,7 @@ def test_config_defaults_and_lists() -> None:
     assert c.sigmas == (0.1,) * K and isinstance(c.sigmas, tuple)
     assert (c.score_thr, c.nms_mode, c.nms_thr, c.max_detections) == (0.1, "oks", 0.65, 30)
     assert c.task == "onestage" and c.output_keys == ONESTAGE_OUTPUT_KEYS
+    assert codec(refine="heatmap").output_keys == (*ONESTAGE_OUTPUT_KEYS, "heatmaps")
     assert c.target_shapes(K) == {"boxes": (4,), "keypoints": (K, 2), "visible": (K,), "areas": ()}
 
 
@@ -205,7 +210,7 @@ def test_cuda_decode_equals_cpu(mode: str) -> None:
 
 def test_wrong_outputs_are_named() -> None:
     c = codec(sigmas=(0.05,) * 5)
-    good = {"obj_logits": torch.zeros(1, 4), "boxes": torch.zeros(1, 4, 4)}
+    good = {"obj_logits": torch.full((1, 4), -5.0), "boxes": torch.zeros(1, 4, 4)}  # nobody above score_thr
     good |= {"keypoints": torch.zeros(1, 4, K, 2), "vis_logits": torch.zeros(1, 4, K)}
     with pytest.raises(KeyError, match="decode needs output 'vis_logits'"):
         c.decode({k: v for k, v in good.items() if k != "vis_logits"})
@@ -243,3 +248,49 @@ def test_bundle_config_decodes_and_needs_no_torch() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
     assert numpy_decoder({"name": "yoloxpose"}, SIZE).__self__ == codec()  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- heatmap refinement
+
+
+def test_heatmap_refinement_snaps_visible_keypoints_back_to_the_truth() -> None:
+    """Regressed keypoints 1.5 px off; heatmaps peak at the true cells of the visible keypoints:
+    decoding puts every visible keypoint back on the truth and leaves the others where they were."""
+    c = codec(refine="heatmap")
+    truth = people([4, 0, 6], seed=11, c=c)
+    for gt in truth:  # on the heatmap grid, so that a peak cell is exactly the truth
+        gt["keypoints"] = (gt["keypoints"] / 4).round() * 4
+    outputs = oso.dense_outputs(truth, SIZE, torch.Generator().manual_seed(12), copies=1)
+    exact = outputs["keypoints"].clone()
+    outputs["keypoints"] = exact + torch.tensor([1.5, -1.0])
+    heat = torch.full((3, K, SIZE[1] // 4, SIZE[0] // 4), -8.0)
+    for b, gt in enumerate(truth):
+        for kp, vis in zip(gt["keypoints"], gt["visible"], strict=True):
+            cells = (kp / 4).long()
+            for k in torch.nonzero(vis > 0).squeeze(1).tolist():
+                heat[b, k, cells[k, 1].clamp(max=heat.shape[2] - 1), cells[k, 0].clamp(max=heat.shape[3] - 1)] = 8.0
+    outputs["heatmaps"] = heat
+    found_t = c.decode(outputs)
+    found_n = c.decode_numpy({k: v.numpy() for k, v in outputs.items()})
+    for poses_t, poses_n, gt in zip(found_t, found_n, truth, strict=True):
+        assert len(poses_t) == len(poses_n) == gt["boxes"].shape[0]
+        np.testing.assert_allclose(poses_n.keypoints, poses_t.keypoints.numpy(), rtol=0, atol=1e-5)
+        shown = gt["visible"] > 0
+        torch.testing.assert_close(poses_t.keypoints[shown], gt["keypoints"][shown], rtol=0, atol=1e-4)
+        moved = gt["keypoints"][~shown] + torch.tensor([1.5, -1.0])
+        torch.testing.assert_close(poses_t.keypoints[~shown], moved, rtol=0, atol=1e-4)
+    # without refinement the same outputs decode to the regressed keypoints
+    (plain, *_) = codec().decode(outputs)
+    torch.testing.assert_close(plain.keypoints, truth[0]["keypoints"] + torch.tensor([1.5, -1.0]), rtol=0, atol=1e-4)
+
+
+def test_heatmap_refinement_checks_the_heatmap_shape() -> None:
+    c = codec(refine="heatmap")
+    good = {"obj_logits": torch.full((1, 4), -5.0), "boxes": torch.zeros(1, 4, 4)}  # nobody above score_thr
+    good |= {"keypoints": torch.zeros(1, 4, K, 2), "vis_logits": torch.zeros(1, 4, K)}
+    with pytest.raises(KeyError, match="decode needs output 'heatmaps'"):
+        c.decode(good)
+    with pytest.raises(ValueError, match=r"'heatmaps' must have shape \(1, 17, 24, 16\)"):
+        c.decode({**good, "heatmaps": torch.zeros(1, K, 16, 24)})
+    found = c.decode_numpy({**{k: v.numpy() for k, v in good.items()}, "heatmaps": np.zeros((1, K, 24, 16))})
+    assert len(found[0]) == 0

@@ -58,7 +58,7 @@ def test_outputs_are_named_by_the_codec_keys_with_a_dynamic_batch(setup) -> None
 def test_onestage_outputs_are_the_codec_output_keys_with_a_dynamic_batch(onestage_exported) -> None:  # noqa: ANN001
     model = onestage_exported.trained.model
     graph = onnx.load(str(onestage_exported.path)).graph
-    keys = ["obj_logits", "boxes", "keypoints", "vis_logits"]
+    keys = ["obj_logits", "boxes", "keypoints", "vis_logits", "heatmaps"]  # the preset refines by heatmaps
     assert [o.name for o in graph.output] == keys == list(model.codec.output_keys) == output_names(model)
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param, "dynamic batch"
     for batch in (1, 3):
@@ -70,6 +70,7 @@ def test_onestage_outputs_are_the_codec_output_keys_with_a_dynamic_batch(onestag
             "boxes": (batch, a, 4),
             "keypoints": (batch, a, 17, 2),
             "vis_logits": (batch, a, 17),
+            "heatmaps": (batch, 17, 16, 16),  # stride 4
         }
 
 

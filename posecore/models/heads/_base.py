@@ -34,6 +34,27 @@ def build_loss(owner: str, loss: nn.Module | str | None, default: str, **default
     )
 
 
+KeypointAxes = dict[str, tuple[int, int]]
+"""state-dict name -> (dim, values per keypoint) of the tensors indexed by keypoint (see ``PoseHead.keypoint_axes``)."""
+
+
+def layer_keypoint_axes(name: str, layer: nn.Module, per: int) -> KeypointAxes:
+    """The keypoint-indexed tensors of one layer whose K * ``per`` output channels are keypoint-major:
+    Conv2d / Linear weight and bias (dim 0), ConvTranspose2d weight (dim 1: (in, out, kh, kw)) and
+    bias, BatchNorm2d's affine parameters and running statistics."""
+    if isinstance(layer, nn.ConvTranspose2d):
+        out = {f"{name}.weight": (1, per)}
+    elif isinstance(layer, nn.Conv2d | nn.Linear):
+        out = {f"{name}.weight": (0, per)}
+    elif isinstance(layer, nn.BatchNorm2d):
+        return {f"{name}.{t}": (0, per) for t in ("weight", "bias", "running_mean", "running_var")}
+    else:
+        raise TypeError(f"layer_keypoint_axes: {name} is a {type(layer).__name__}, not a conv, linear or BN layer")
+    if layer.bias is not None:
+        out[f"{name}.bias"] = (0, per)
+    return out
+
+
 class PoseHead(nn.Module):
     """Base of every head: checks how it fits its input feature and codec, selects the feature, checks targets.
 
@@ -163,6 +184,17 @@ class PoseHead(nn.Module):
     def decode(self, outputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """outputs -> keypoints (B, K, 2) in input pixels, scores (B, K), by the head's codec."""
         return self.codec.decode(outputs)
+
+    def keypoint_axes(self) -> KeypointAxes:
+        """The head's keypoint-indexed tensors: state-dict name (relative to the head) -> (dim, values
+        per keypoint), keypoint-major (values k * per .. k * per + per - 1 along dim are keypoint k's).
+
+        A warm start from a model with other keypoints carries these by keypoint name
+        (:mod:`posecore.models.init`); every other tensor of the head must not depend on K.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not declare keypoint_axes(); add it (see PoseHead.keypoint_axes)"
+        )
 
 
 def make_deconv_layers(

@@ -15,16 +15,19 @@ import torch
 from torch import Tensor, nn
 
 from posecore.codecs import ONESTAGE_OUTPUT_KEYS, Codec, OneStageCodec, Poses
-from posecore.codecs.yoloxpose import DEFAULT_SIGMA
+from posecore.codecs.yoloxpose import DEFAULT_SIGMA, HEATMAP_OUTPUT_KEY
 from posecore.models.backbones.cspnext import ConvBNSiLU, DepthwiseSeparableConv
 from posecore.models.builders import HEADS
 from posecore.models.losses.detection import BCELoss, IoULoss, OKSLoss, keypoint_oks
+from posecore.models.losses.heatmap import FocalHeatmapLoss
 
-from ._base import _positive_int
+from ._base import KeypointAxes, _positive_int, layer_keypoint_axes
 from ._simota import SimOTAAssigner
 
 #: Initial person probability of every anchor (YOLOX / RetinaNet's prior): logit -4.595.
 PRIOR_PROB = 0.01
+#: Initial keypoint probability of every heatmap cell (CenterNet's prior): logit -2.19.
+HEATMAP_PRIOR_PROB = 0.1
 #: Targets the head reads besides the codec's: which padded people are real, and crowd regions.
 TARGET_KEYS = ("boxes", "keypoints", "visible", "areas", "valid")
 
@@ -50,6 +53,12 @@ class YOLOXPoseHead(nn.Module):
     ``obj_target="oks"`` the square root of its keypoints' OKS (MMPose's RTMO / YOLOX-Pose class target).
     Defaults follow MMPose's ``yoloxpose_s_8xb32-300e_coco-640``: IoU loss 1 - IoU^2 weight 5,
     OKS loss weight 30 over the visible keypoints, BCE weight 1.
+
+    With a codec of ``refine="heatmap"`` a fourth branch reads the finest level, upsamples it to
+    the codec's ``heatmap_stride`` and predicts "heatmaps" (B, K, H / s, W / s): logits of every
+    visible keypoint of every person, trained with ``focal_heatmap`` ("loss_heatmap", weight
+    ``heatmap_loss_weight``) against targets drawn from the batch's people (:meth:`heatmap_targets`).
+    Decoding snaps the regressed keypoints to their peaks (CenterNet; ``posecore/codecs/_refine.py``).
     """
 
     multi_level: ClassVar[bool] = True
@@ -75,6 +84,7 @@ class YOLOXPoseHead(nn.Module):
         assign_iou_weight: float = 3.0,
         assign_oks_weight: float = 3.0,
         obj_target: str = "iou",
+        heatmap_loss_weight: float = 1.0,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -82,7 +92,7 @@ class YOLOXPoseHead(nn.Module):
         self.num_keypoints = _positive_int(name, "num_keypoints", num_keypoints, " (use the dataset meta's)")
         feat_channels = _positive_int(name, "feat_channels", feat_channels)
         stacked_convs = _positive_int(name, "stacked_convs", stacked_convs)
-        if not isinstance(codec, OneStageCodec) or tuple(codec.output_keys) != ONESTAGE_OUTPUT_KEYS:
+        if not isinstance(codec, OneStageCodec) or tuple(codec.output_keys[:4]) != ONESTAGE_OUTPUT_KEYS:
             raise ValueError(
                 f"{name} is a one-stage head and needs a one-stage codec (OneStageCodec with output_keys "
                 f"{ONESTAGE_OUTPUT_KEYS}), e.g. build_codec('yoloxpose', input_size=...); got {type(codec).__name__}"
@@ -107,6 +117,13 @@ class YOLOXPoseHead(nn.Module):
                 conv.bias.zero_()
             for conv in self.obj_preds:
                 conv.bias.fill_(-math.log((1 - PRIOR_PROB) / PRIOR_PROB))
+
+        self.output_keys = tuple(codec.output_keys)  # type: ignore[misc]
+        self.heatmap_stride = 0
+        if HEATMAP_OUTPUT_KEY in self.output_keys:
+            self.heatmap_stride = int(getattr(codec, "heatmap_stride", 4))
+            self._make_heatmap_branch(feat_channels, k, use_depthwise)
+        self.heatmap_loss = FocalHeatmapLoss(loss_weight=heatmap_loss_weight)
 
         self._make_priors()
         sigmas = getattr(codec, "sigmas", None)
@@ -149,6 +166,23 @@ class YOLOXPoseHead(nn.Module):
             raise ValueError(f"{name}: strides must increase (fine to coarse levels); got {strides}")
         return channels, strides
 
+    def _make_heatmap_branch(self, feat_channels: int, k: int, use_depthwise: bool) -> None:
+        """conv at the finest level -> upsample to ``heatmap_stride`` -> conv -> 1x1 to K logits."""
+        finest, s = self.strides[0], self.heatmap_stride
+        if finest % s:
+            raise ValueError(
+                f"{type(self).__name__}: the codec's heatmap_stride {s} must divide the finest level's stride "
+                f"{finest} (the heatmaps are that level upsampled)"
+            )
+        conv = DepthwiseSeparableConv if use_depthwise else ConvBNSiLU
+        layers: list[nn.Module] = [conv(self.in_channels[0], feat_channels, 3)]
+        if finest // s > 1:
+            layers.append(nn.Upsample(scale_factor=finest // s, mode="bilinear", align_corners=False))
+        layers += [conv(feat_channels, feat_channels, 3), nn.Conv2d(feat_channels, k, 1)]
+        self.heatmap_convs = nn.Sequential(*layers)
+        with torch.no_grad():
+            self.heatmap_convs[-1].bias.fill_(-math.log((1 - HEATMAP_PRIOR_PROB) / HEATMAP_PRIOR_PROB))
+
     def _make_priors(self) -> None:
         """Anchor points (A, 2) (x s, y s) and their strides (A,), level by level, row-major: buffers."""
         size = getattr(self.codec, "input_size", None)
@@ -177,6 +211,19 @@ class YOLOXPoseHead(nn.Module):
     def num_anchors(self) -> int:
         return int(self.priors.shape[0])
 
+    def keypoint_axes(self) -> KeypointAxes:
+        """Per level, ``kpt_preds`` ((dx, dy) of each keypoint in turn) and ``vis_preds`` (one logit per
+        keypoint); with a heatmap branch, its last conv (one map per keypoint)."""
+        out: KeypointAxes = {}
+        for i in range(len(self.strides)):
+            out.update(layer_keypoint_axes(f"kpt_preds.{i}", self.kpt_preds[i], 2))
+            out.update(layer_keypoint_axes(f"vis_preds.{i}", self.vis_preds[i], 1))
+        heatmap_convs = getattr(self, "heatmap_convs", None)
+        if isinstance(heatmap_convs, nn.Sequential):
+            last = len(heatmap_convs) - 1
+            out.update(layer_keypoint_axes(f"heatmap_convs.{last}", heatmap_convs[last], 1))
+        return out
+
     # ------------------------------------------------------------------ forward
 
     def forward(self, feats: Sequence[Tensor]) -> dict[str, Tensor]:
@@ -204,12 +251,15 @@ class YOLOXPoseHead(nn.Module):
         stride = self.prior_strides[:, None].to(box_t.dtype)
         centre = self.priors + box_t[..., :2] * stride
         size = torch.exp(box_t[..., 2:].clamp(max=self.max_log_size)) * stride
-        return {
+        out = {
             "obj_logits": torch.cat(obj, dim=2)[:, 0],
             "boxes": torch.cat((centre - size / 2, centre + size / 2), dim=-1),
             "keypoints": self.priors[:, None] + kpt_t * stride[..., None],
             "vis_logits": torch.cat(vis, dim=2).transpose(1, 2),
         }
+        if self.heatmap_stride:
+            out[HEATMAP_OUTPUT_KEY] = self.heatmap_convs(feats[0])
+        return out
 
     def decode(self, outputs: Mapping[str, Tensor]) -> list[Poses]:
         """outputs -> one :class:`Poses` per image, by the head's codec."""
@@ -295,9 +345,37 @@ class YOLOXPoseHead(nn.Module):
         losses["loss_box"] = self.box_loss(boxes[b_idx, a_idx], gt_boxes) / norm
         losses["loss_oks"] = self.oks_loss(pos_kpts, gt_kpts, gt_vis, gt_areas) / norm
         losses["loss_vis"] = self.vis_loss(vis_logits[b_idx, a_idx], gt_vis)
+        if self.heatmap_stride:
+            logits = outputs[HEATMAP_OUTPUT_KEY].float()
+            target, weights = self.heatmap_targets(targets, logits.shape[-2:])
+            losses["loss_heatmap"] = self.heatmap_loss(logits, target, weights)
         if self.kpt_loss_weight > 0:
             # L1 of the offsets in strides (MMPose's auxiliary keypoint loss), visible keypoints, / K
             stride = self.prior_strides[a_idx][:, None, None]
             l1 = ((pos_kpts - gt_kpts) / stride).abs().sum(dim=-1) * gt_vis
             losses["loss_kpt"] = self.kpt_loss_weight * l1.sum() / self.num_keypoints / norm
         return losses
+
+    @torch.no_grad()
+    def heatmap_targets(self, targets: Mapping[str, Tensor], size: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The batch's people -> heatmap targets (B, K, h, w) and weights (B, K), (h, w) = ``size``.
+
+        Each visible keypoint of a real person puts 1 at its cell (keypoint / stride, rounded, as
+        CenterNet) and a Gaussian around it; overlapping people take the maximum. The Gaussian's
+        sigma is the keypoint's OKS spread, 2 sigma_k sqrt(area) input pixels, in cells and kept in
+        [1, 3]: tight for eyes, wider for hips, as keypoint AP judges them. Weights: 1 (every
+        image's maps are supervised, people or not).
+        """
+        h, w = int(size[0]), int(size[1])
+        s = float(self.heatmap_stride)
+        kpts = targets["keypoints"].float()  # (B, N, K, 2)
+        shown = (targets["visible"].float() > 0.5) & (targets["valid"].float() > 0.5)[..., None]  # (B, N, K)
+        cell = (kpts / s).round()
+        cx, cy = cell[..., 0].clamp(0, w - 1), cell[..., 1].clamp(0, h - 1)
+        spread = 2 * self.sigmas * targets["areas"].float().clamp_min(0).sqrt()[..., None] / s
+        var = 2 * spread.clamp(1.0, 3.0) ** 2  # (B, N, K)
+        gx = torch.exp(-((torch.arange(w, device=kpts.device) - cx[..., None]) ** 2) / var[..., None])
+        gy = torch.exp(-((torch.arange(h, device=kpts.device) - cy[..., None]) ** 2) / var[..., None])
+        maps = gy[..., :, None] * gx[..., None, :] * shown[..., None, None]  # (B, N, K, h, w)
+        target = maps.amax(dim=1) if maps.shape[1] else maps.new_zeros(maps.shape[0], self.num_keypoints, h, w)
+        return target, torch.ones(target.shape[:2], device=target.device)

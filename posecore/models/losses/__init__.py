@@ -2,9 +2,9 @@
 
 Shapes by family (B instances, K keypoints):
 
-- heatmap losses (``keypoint_mse``, ``keypoint_ohkm_mse``, ``adaptive_wing``): pred/target
-  (B, C, H, W) with C = K, or C = m * K (UDP combined maps: each keypoint's weight covers its m
-  channels);
+- heatmap losses (``keypoint_mse``, ``keypoint_ohkm_mse``, ``adaptive_wing``, ``focal_heatmap``
+  on logits): pred/target (B, C, H, W) with C = K, or C = m * K (UDP combined maps: each
+  keypoint's weight covers its m channels);
 - ``kl_discret``: SimCC logits / labels (B, K, L) for one axis (a head adds the x and y terms);
 - regression losses (``smooth_l1``, ``wing``): normalised coords (B, K, D);
 - ``rle``: pred (B, K, 4) = coords (B, K, 2) then sigmas (B, K, 2) in (0, 1), target coords (B, K, 2).
@@ -30,12 +30,13 @@ from __future__ import annotations
 from . import classification, detection, heatmap, regression  # noqa: F401  (registers the losses)
 from .classification import KLDiscretLoss
 from .detection import BCELoss, IoULoss, OKSLoss
-from .heatmap import AdaptiveWingLoss, KeypointMSELoss, KeypointOHKMMSELoss
+from .heatmap import AdaptiveWingLoss, FocalHeatmapLoss, KeypointMSELoss, KeypointOHKMMSELoss
 from .regression import RealNVP, RLELoss, SmoothL1Loss, WingLoss
 
 __all__ = [
     "AdaptiveWingLoss",
     "BCELoss",
+    "FocalHeatmapLoss",
     "IoULoss",
     "KLDiscretLoss",
     "KeypointMSELoss",

@@ -12,8 +12,9 @@ import posecore.models.heads  # noqa: F401  (registers the heads)
 import posecore.models.necks  # noqa: F401
 from posecore.codecs import build_codec
 from posecore.codecs.yoloxpose import DEFAULT_SIGMA
-from posecore.models.builders import HEADS, NECKS
+from posecore.models.builders import HEADS, LOSSES, NECKS
 from posecore.models.heads import YOLOXPoseHead
+from posecore.models.heads.yoloxpose import HEATMAP_PRIOR_PROB
 from posecore.models.losses.detection import box_iou, keypoint_oks
 
 K = 17
@@ -23,8 +24,8 @@ CHANNELS = (16, 16, 16)
 A = 32 * 32 + 16 * 16 + 8 * 8  # 1344
 
 
-def _head(**options) -> YOLOXPoseHead:
-    codec = build_codec("yoloxpose", input_size=(SIZE, SIZE))
+def _head(refine: str = "none", **options) -> YOLOXPoseHead:
+    codec = build_codec("yoloxpose", input_size=(SIZE, SIZE), refine=refine)
     options = {"feat_channels": 16, **options}
     return HEADS.build("yoloxpose", in_channels=CHANNELS, in_stride=STRIDES, num_keypoints=K, codec=codec, **options)
 
@@ -222,6 +223,81 @@ def test_parts_that_do_not_fit_are_refused():
         head(small)
     with pytest.raises(KeyError, match="valid"):
         head.loss(head(_feats()), {k: v for k, v in _targets(head).items() if k != "valid"})
+
+
+# ----------------------------------------------------------------------------- heatmap refinement
+
+
+def test_heatmap_branch_predicts_stride_4_maps_starting_at_the_prior():
+    head = _head("heatmap")
+    out = head(_feats())
+    assert tuple(out) == tuple(head.codec.output_keys) == (*_head().codec.output_keys, "heatmaps")
+    assert tuple(out["heatmaps"].shape) == (2, K, SIZE // 4, SIZE // 4)
+    # the last conv's bias sets every cell's initial keypoint probability to about HEATMAP_PRIOR_PROB
+    bias = head.heatmap_convs[-1].bias
+    torch.testing.assert_close(torch.sigmoid(bias), torch.full_like(bias, HEATMAP_PRIOR_PROB))
+    assert not hasattr(_head(), "heatmap_convs") and "heatmaps" not in _head()(_feats())
+
+
+def test_heatmap_targets_put_one_at_each_visible_keypoints_cell_and_a_gaussian_around_it():
+    head = _head("heatmap")
+    s = head.heatmap_stride
+    kpts = torch.zeros(1, 2, K, 2)
+    kpts[0, 0, :] = torch.tensor([41.0, 82.0])  # cell (10.25, 20.5) -> rounded (10, 20)
+    kpts[0, 0, 1] = torch.tensor([120.0, 120.0])  # keypoint 1 of person 0 is invisible: no peak
+    kpts[0, 1, :] = torch.tensor([200.0, 40.0])  # person 1 is padding: no peaks
+    visible = torch.ones(1, 2, K)
+    visible[0, 0, 1] = 0
+    areas = torch.tensor([[400.0, 400.0]])  # sqrt 20 px
+    valid = torch.tensor([[True, False]])
+    target, weights = head.heatmap_targets(
+        {"keypoints": kpts, "visible": visible, "areas": areas, "valid": valid}, (SIZE // s, SIZE // s)
+    )
+    assert tuple(target.shape) == (1, K, SIZE // s, SIZE // s) and torch.equal(weights, torch.ones(1, K))
+    k0 = target[0, 0]
+    assert float(k0[20, 10]) == 1.0 and int((k0 == 1).sum()) == 1  # row y = 20, column x = 10
+    # sigma in cells: 2 * sigma_k * sqrt(area) / s = 2 * 0.079 * 20 / 4 = 0.79 (DEFAULT_SIGMA), kept at least 1
+    assert float(k0[20, 11]) == pytest.approx(math.exp(-1 / 2), rel=1e-5)
+    assert float(k0[22, 10]) == pytest.approx(math.exp(-4 / 2), rel=1e-5)
+    assert float(target[0, 1].max()) == 0.0  # the invisible keypoint
+    assert float(target[0, 2, 10, 50]) < 1e-6  # nothing at the padded person's keypoints
+    # larger people get wider Gaussians: sqrt(area) 60 -> sigma 2 * 0.079 * 60 / 4 = 2.37 cells;
+    # sqrt(area) 100 -> 3.95, kept at 3
+    for area, sigma in ((3600.0, 2 * DEFAULT_SIGMA * 60 / 4), (10000.0, 3.0)):
+        wide, _ = head.heatmap_targets(
+            {"keypoints": kpts, "visible": visible, "areas": torch.tensor([[area, 0.0]]), "valid": valid},
+            (SIZE // s, SIZE // s),
+        )
+        assert float(wide[0, 11, 20, 13]) == pytest.approx(math.exp(-9 / (2 * sigma**2)), rel=1e-5)
+
+
+def test_heatmap_targets_of_two_people_take_the_maximum():
+    head = _head("heatmap")
+    t = _targets(head, (2,))
+    maps, _ = head.heatmap_targets(t, (SIZE // 4, SIZE // 4))
+    one = [head.heatmap_targets({k: v[:, i : i + 1] for k, v in t.items()}, (SIZE // 4, SIZE // 4))[0] for i in (0, 1)]
+    torch.testing.assert_close(maps, torch.maximum(*one))
+
+
+def test_heatmap_loss_trains_the_heatmap_branch_even_on_an_image_with_no_people():
+    torch.manual_seed(0)
+    head = _head("heatmap", heatmap_loss_weight=2.0)
+    out = head(_feats())
+    losses = head.loss(out, _targets(head, (0, 3)))
+    assert set(losses) == {"loss_obj", "loss_box", "loss_oks", "loss_vis", "loss_heatmap"}
+    target, weights = head.heatmap_targets(_targets(head, (0, 3)), out["heatmaps"].shape[-2:])
+    expected = 2.0 * LOSSES.build("focal_heatmap")(out["heatmaps"], target, weights)
+    torch.testing.assert_close(losses["loss_heatmap"], expected)
+    losses["loss_heatmap"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.heatmap_convs.parameters())
+    empty = head.loss(head(_feats()), _targets(head, (0, 0)))["loss_heatmap"]
+    assert torch.isfinite(empty) and float(empty.detach()) > 0  # the background still teaches low probabilities
+
+
+def test_heatmap_stride_must_divide_the_finest_level():
+    codec = build_codec("yoloxpose", input_size=(SIZE, SIZE), refine="heatmap", heatmap_stride=16)
+    with pytest.raises(ValueError, match="heatmap_stride 16 must divide the finest level's stride 8"):
+        HEADS.build("yoloxpose", in_channels=CHANNELS, in_stride=STRIDES, num_keypoints=K, codec=codec)
 
 
 def test_with_the_pafpn_neck_on_a_backbone_pyramid():

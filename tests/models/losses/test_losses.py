@@ -47,6 +47,14 @@ def _boxes(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return boxes(), boxes()
 
 
+def _peak_maps(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heatmap logits and multi-peak targets in [0, 1] with exact 1s at the peaks (``focal_heatmap``)."""
+    target = torch.rand(B, K, 8, 6, generator=g) * 0.9
+    target[:, :, 2, 3] = 1.0
+    target[:, :, 6, 1] = 1.0
+    return torch.randn(B, K, 8, 6, generator=g), target
+
+
 def _logits(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(B, K, generator=g), torch.rand(B, K, generator=g)
 
@@ -56,6 +64,7 @@ INPUTS: dict[str, Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
     "keypoint_mse": _heatmaps,
     "keypoint_ohkm_mse": _heatmaps,
     "adaptive_wing": _heatmaps,
+    "focal_heatmap": _peak_maps,
     "kl_discret": _simcc,
     "smooth_l1": _coords,
     "wing": _coords,
@@ -126,6 +135,21 @@ def test_keypoint_mse_golden():
     assert float(LOSSES.build("keypoint_mse")(pred, target, weights)) == pytest.approx(1.25)
     assert float(LOSSES.build("keypoint_mse", use_target_weight=False)(pred, target, weights)) == pytest.approx(2.25)
     assert float(LOSSES.build("keypoint_mse", loss_weight=2.0)(pred, target, weights)) == pytest.approx(2.5)
+
+
+def test_focal_heatmap_golden():
+    # one map of 3 cells: a peak (t = 1), a near cell (t = 0.5), a far one (t = 0); logits 0, ln 3, -ln 3
+    logits = torch.tensor([[[[0.0, math.log(3.0), -math.log(3.0)]]]])
+    target = torch.tensor([[[[1.0, 0.5, 0.0]]]])
+    # peak: p = 1/2 -> (1/2)^2 ln 2; near: p = 3/4 -> (1/2)^4 (3/4)^2 ln 4; far: p = 1/4 -> (1/4)^2 ln(4/3)
+    expected = 0.25 * math.log(2) + (1 / 16) * (9 / 16) * math.log(4) + (1 / 16) * math.log(4 / 3)
+    loss = LOSSES.build("focal_heatmap")
+    assert float(loss(logits, target, torch.ones(1, 1))) == pytest.approx(expected, rel=1e-6)  # / 1 peak
+    two_peaks = torch.tensor([[[[1.0, 1.0, 0.0]]]])  # ln 3 on a peak: (1/4)^2 ln(4/3)
+    expected = (0.25 * math.log(2) + (1 / 16) * math.log(4 / 3) + (1 / 16) * math.log(4 / 3)) / 2
+    assert float(loss(logits, two_peaks, torch.ones(1, 1))) == pytest.approx(expected, rel=1e-6)
+    # a very confident wrong logit stays finite (log-sigmoid, no clamp)
+    assert math.isfinite(float(loss(torch.full((1, 1, 1, 3), -200.0), target, torch.ones(1, 1))))
 
 
 def test_keypoint_mse_combined_maps_repeat_each_weight_over_its_channels():
