@@ -9,8 +9,9 @@ Each section's dataclass lives in the package it configures (``data`` in
 in :mod:`posecore.data.config`, ``tracking`` in :mod:`posecore.experiment.config`, ...); this
 module only aggregates them and loads them. To add a section: define a frozen dataclass with
 defaults in its package (``field(metadata=...)`` may carry ``range=(lo, hi)`` for numbers or
-``choices=callable_or_list`` for strings) and add it as a field of :class:`Params`. dvc.yaml
-names the dotted keys a stage uses.
+``choices=callable_or_list`` for strings, and ``yaml_key="from"`` (:data:`posecore._flatten.YAML_KEY`)
+for a YAML key that cannot be a field name, such as a Python keyword) and add it as a field of
+:class:`Params`. dvc.yaml names the dotted keys a stage uses.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import yaml
 
 from posecore._flatten import flatten as flatten
 from posecore._flatten import to_dict as to_dict
+from posecore._flatten import yaml_name
 from posecore.data.config import EncodeParams
 from posecore.datasets.converters.config import DataParams
 from posecore.datasets.synthetic.config import SynthParams
@@ -140,7 +142,8 @@ def _build(cls: type[T], raw: Any, prefix: str, errors: list[str]) -> T:
         errors.append(f"{prefix or 'params'}: expected a mapping, got {type(raw).__name__} {raw!r}")
         return cls()
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    # keyed by the params.yaml spelling (a field may be renamed, e.g. `from`: see posecore._flatten.YAML_KEY)
+    fields = {yaml_name(f): f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in raw:
         if key not in fields:
             where = f"{prefix}.{key}" if prefix else str(key)
@@ -151,7 +154,7 @@ def _build(cls: type[T], raw: Any, prefix: str, errors: list[str]) -> T:
             continue
         key = f"{prefix}.{name}" if prefix else name
         n_errors = len(errors)
-        value = _coerce(hints[name], raw[name], key, errors)
+        value = _coerce(hints[f.name], raw[name], key, errors)
         if len(errors) > n_errors:
             continue
         lo_hi = f.metadata.get("range")
@@ -164,7 +167,7 @@ def _build(cls: type[T], raw: Any, prefix: str, errors: list[str]) -> T:
             if value not in allowed:
                 errors.append(f"{key}: {value!r} is not allowed; allowed values: {', '.join(map(str, allowed))}")
                 continue
-        kwargs[name] = value
+        kwargs[f.name] = value
     return cls(**kwargs)
 
 

@@ -5,12 +5,23 @@ itself; with ``--nnodes``/``--node-rank``/``--master-addr``/``--master-port`` it
 multi-node job). Writes ``best.pt``/``latest.pt`` and ``model.json`` (the resolved model and
 dataset meta, so later stages rebuild the exact model), ``train_metrics.json`` (DVC metrics),
 ``train_history.csv`` (DVC plots) and the MLflow run id for the stages that follow.
+
+``model.init`` starts from other weights (a checkpoint, a bundle, a registry model; see
+:mod:`posecore.registry.warm_start`): applied after the model is built (ImageNet backbone
+included) and before the optimizer exists, never on ``--resume`` (``latest.pt`` restores its
+own weights). ``from: champion`` is the champion of ``register.model_name`` for the model's task
+(none yet: a cold start). The report goes to the log, to the run's metrics ``init/<category>``
+(counts), its lineage tags (``posecore.init.source``, and ``posecore.parent.version`` /
+``posecore.parent.run_id`` when known, which the register stage copies onto the new version)
+and artifact ``init_report.json``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +41,17 @@ from posecore.engine.seed import seed_everything
 from posecore.engine.step import TrainData, ValidateFn
 from posecore.evaluation.bottomup import make_bottomup_validator
 from posecore.evaluation.topdown import make_validator
-from posecore.experiment import make_logger, read_run_id_file
+from posecore.experiment import MlflowRun, NullLogger, make_logger, read_run_id_file, resolve_tracking_uri
 from posecore.export.trained import RUN_ID_FILE, write_model_description
+from posecore.io import atomic_write_json
 from posecore.metainfo import DatasetMeta, load_meta
-from posecore.models.estimator import build_estimator
+from posecore.models.estimator import PoseEstimator, build_estimator
+from posecore.models.init import InitReport
+from posecore.registry.warm_start import lineage_tags, warm_start
 from posecore.transforms import Normalize, image_train_pipeline, topdown_train_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
+_log = logging.getLogger("stages.train")
 
 
 @dataclass
@@ -60,6 +75,36 @@ def _data_and_validator(
     return data, make_validator(cache["val"], gt_file, meta, params.evaluate)
 
 
+def _warm_start(params: Params, model: PoseEstimator, meta: DatasetMeta, resume: Path | None) -> InitReport | None:
+    """``model.init`` into ``model`` (every rank alike), or None: none asked, or resuming."""
+    if not params.model.init.enabled:
+        return None
+    if resume is not None:
+        _log.info(
+            "model.init.from %r ignored: resuming from %s restores its own weights", params.model.init.source, resume
+        )
+        return None
+    uri = resolve_tracking_uri(params.tracking, REPO)
+    report = warm_start(
+        model,
+        params.model.init,
+        meta.keypoint_names,
+        tracking_uri=uri,
+        model_name=params.register.model_name,
+        task=model.task,
+    )
+    if report is not None and get_rank() == 0:
+        _log.info("%s", report.summary())
+    return report
+
+
+def _log_init_report(logger: MlflowRun | NullLogger, report: InitReport) -> None:
+    logger.log_metrics({f"init/{name}": float(n) for name, n in report.counts().items()}, 0)
+    logger.set_tags(lineage_tags(report))
+    with tempfile.TemporaryDirectory(prefix="posecore-init-") as tmp:
+        logger.log_artifact(atomic_write_json(Path(tmp) / "init_report.json", report.to_dict(), indent=2))
+
+
 def run(params: Params, resume: Path | None = None, device: str | None = None) -> TrainOutputs:
     """Train the configured model on ``encode.out``; rank 0 writes outputs to ``train.checkpoint_dir``.
 
@@ -81,6 +126,7 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
     )
     # channels_last: 2-4x faster depthwise convolutions on CPUs, and the layout AMP kernels want on GPUs.
     model = build_estimator(spec, meta).to(memory_format=torch.channels_last)
+    init_report = _warm_start(params, model, meta, resume)  # before fit() builds the optimizer and EMA
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # Batches stay uint8 until they reach the device, where they are normalised (MMPose's data
     # preprocessor): a quarter of the bytes through the DataLoader and the host-to-device copy.
@@ -90,6 +136,8 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
         return model.loss(outputs, batch["targets"])
 
     with tracker as logger:
+        if init_report is not None:
+            _log_init_report(logger, init_report)
         history = History(logger)
         result = fit(
             model,

@@ -24,7 +24,11 @@ def _registry(p: argparse.ArgumentParser) -> Runner:
         return sp
 
     action("list", "registered models with their champion and challenger versions")
-    show = action("show", "a model's versions: aliases, metric, evaluation data and promotion decisions")
+    show = action(
+        "show",
+        "a model's versions: aliases, metric, evaluation data, promotion decisions and the version "
+        "each was warm-started from",
+    )
     show.add_argument("name")
     show.add_argument("--limit", type=int, default=20, help="newest versions shown (default: %(default)s)")
     prom = action(
@@ -87,6 +91,8 @@ def _registry(p: argparse.ArgumentParser) -> Runner:
                     print(
                         f"v{v['version']:<4s} {aliases:20s} {value:14s} {v['decision'] or '-':10s} {v['eval_data'] or '-'}"
                     )
+                    if v["parent"]:
+                        print(f"      warm-started from {v['parent']}")
                     if v["reason"]:
                         print(f"      {v['reason']}")
                 return 0

@@ -12,6 +12,8 @@ A bundle is a folder::
                       ({"name": ..., fields...}, enough to decode with numpy), bbox padding,
                       the dataset meta name, and provenance (MLflow run id, git commit, metrics)
     model.int8.onnx   optional dynamically/statically quantised copy
+    weights.pt        the PyTorch state dict (plain tensors) and model.json, its model description:
+    model.json        not needed to run the bundle; a warm start (``model.init``) starts from them
 
 ``bundle.json`` is also embedded in the ONNX file as metadata (key ``posecore.bundle``).
 """
@@ -26,6 +28,8 @@ from posecore.export.bundle import (
     INT8_MODEL_FILE,
     METADATA_KEY,
     MODEL_FILE,
+    SPEC_FILE,
+    WEIGHTS_FILE,
     BundleError,
     BundleInfo,
 )
@@ -38,6 +42,8 @@ __all__ = [
     "INT8_MODEL_FILE",
     "METADATA_KEY",
     "MODEL_FILE",
+    "SPEC_FILE",
+    "WEIGHTS_FILE",
     "BundleError",
     "BundleInfo",
     "ExportConfig",

@@ -15,7 +15,8 @@ The file is one JSON object (``format`` 1)::
       "flip_test": true, "shift_heatmap": false,                      # run the mirrored batch too, then average
       "meta_name": "coco", "keypoint_names": [...], "flip_indices": [...], "sigmas": [...],
       "skeleton": [[a, b], ...], "keypoint_colors": [[r, g, b], ...], "skeleton_colors": [[r, g, b], ...],
-      "provenance": {"mlflow_run_id": ..., "git_commit": ..., "metrics": {...}, ...}
+      "provenance": {"mlflow_run_id": ..., "git_commit": ..., "metrics": {...}, ...},
+      "weights_file": "weights.pt" | null, "spec_file": "model.json" | null   # the PyTorch side (below)
     }
 
 Flip test at inference (what :meth:`PoseEstimator.flip_averaged` does, see
@@ -27,6 +28,14 @@ x axis of ``heatmaps``/``simcc_x``, ``x -> 1 - x - 1 / w`` for ``coords``, reord
 model takes: person crops (``topdown``: boxes come from a detector) or whole images
 (``onestage``: it finds the people itself). Bundles written before one-stage models existed have
 no ``task`` and read as ``topdown``, the only kind there was.
+
+``weights_file`` / ``spec_file`` (set together, or both null) name the PyTorch side of the model
+that a runtime never needs but a warm start does (``model.init.from`` a bundle or a registry
+model, :mod:`posecore.models.init`): ``weights.pt``, the deployed state dict (EMA weights when
+the run kept an EMA) saved with ``torch.save`` as plain tensors, so it loads with
+``weights_only=True``; ``model.json``, the model description the train stage wrote
+(``{"model": ModelSpec.to_dict(), "meta": name}``). Bundles exported before they existed read
+with both null. Reading bundle.json never imports torch.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ BUNDLE_FORMAT = 1
 INFO_FILE = "bundle.json"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
+WEIGHTS_FILE = "weights.pt"
+SPEC_FILE = "model.json"
 INPUT_NAME = "inputs"
 METADATA_KEY = "posecore.bundle"
 """The ONNX metadata key under which ``bundle.json`` is embedded in the model files."""
@@ -80,6 +91,8 @@ class BundleInfo:
     quantization: str = "none"
     provenance: dict[str, Any] = field(default_factory=dict)
     task: str = "topdown"
+    weights_file: str | None = None
+    spec_file: str | None = None
     format: int = BUNDLE_FORMAT
 
     def __post_init__(self) -> None:
@@ -122,6 +135,8 @@ class BundleInfo:
             out.append(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {self.quantization!r}")
         if (self.quantization == "none") != (self.int8_model_file is None):
             out.append("int8_model_file is set exactly when quantization is not 'none'")
+        if (self.weights_file is None) != (self.spec_file is None):
+            out.append("weights_file and spec_file are set together (the weights need the model description)")
         return out
 
     def to_dict(self) -> dict[str, Any]:

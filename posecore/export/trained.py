@@ -9,6 +9,7 @@ selected ``best.pt``), else the model's (:func:`posecore.engine.checkpoint.infer
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import torch
 
 from posecore.engine.checkpoint import BEST, inference_state_dict, load_checkpoint
-from posecore.io import atomic_write_json, atomic_write_text
+from posecore.export.bundle import SPEC_FILE, WEIGHTS_FILE
+from posecore.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from posecore.metainfo import DatasetMeta, load_meta
 from posecore.models.estimator import ModelSpec, PoseEstimator, build_estimator, check_meta_matches
 
@@ -64,11 +66,28 @@ class TrainedModel:
         }
 
 
+def model_description(spec: ModelSpec, meta_name: str) -> dict[str, Any]:
+    """The contents of ``model.json``: the resolved model and the dataset meta's name."""
+    return {"model": spec.to_dict(), "meta": meta_name}
+
+
 def write_model_description(train_dir: Path, spec: ModelSpec, meta_name: str, meta_file: Path) -> tuple[Path, Path]:
-    """Write ``model.json`` (the resolved model and the dataset meta's name) and ``meta.yaml`` (a copy of
-    ``meta_file``) into ``train_dir``, so :func:`load_trained` rebuilds the exact model; returns both paths."""
-    model_json = atomic_write_json(train_dir / MODEL_JSON, {"model": spec.to_dict(), "meta": meta_name}, indent=2)
+    """Write ``model.json`` (:func:`model_description`) and ``meta.yaml`` (a copy of ``meta_file``)
+    into ``train_dir``, so :func:`load_trained` rebuilds the exact model; returns both paths."""
+    model_json = atomic_write_json(train_dir / MODEL_JSON, model_description(spec, meta_name), indent=2)
     return model_json, atomic_write_text(train_dir / META_YAML, meta_file.read_text())
+
+
+def write_bundle_weights(trained: TrainedModel, folder: Path) -> tuple[Path, Path]:
+    """Write the PyTorch side of a bundle into ``folder``: ``weights.pt`` (the deployed state dict as
+    plain CPU tensors, so it loads with ``weights_only=True``) and ``model.json``
+    (:func:`model_description`); returns both paths. See :mod:`posecore.export.bundle`."""
+    state = {key: value.detach().cpu().contiguous() for key, value in trained.model.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    weights = atomic_write_bytes(folder / WEIGHTS_FILE, buf.getvalue())
+    described = model_description(trained.spec, trained.meta.name)
+    return weights, atomic_write_json(folder / SPEC_FILE, described, indent=2)
 
 
 def load_trained(train_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = BEST) -> TrainedModel:

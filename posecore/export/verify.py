@@ -17,6 +17,7 @@ A one-stage model (``model.task == "onestage"``) goes the same way on the one-st
 val images (:class:`~posecore.data.images.ImageSplit`): its bundle says ``task: onestage`` and
 records no flip test (there is none), and its accuracy is the one-stage evaluation's.
 
+The bundle also carries the PyTorch weights (``weights.pt``, ``model.json``) for warm starts.
 The bundle folder appears complete or not at all; the numbers go to ``export.metrics``.
 What the bundle records about where it comes from (run id, git commit, evaluation-data
 fingerprint) is the caller's to find: :func:`bundle_provenance` puts it together.
@@ -57,7 +58,7 @@ from posecore.export.onnx import (
 )
 from posecore.export.parity import Parity, check_parity
 from posecore.export.scoring import score_onnx
-from posecore.export.trained import TrainedModel
+from posecore.export.trained import TrainedModel, write_bundle_weights
 from posecore.io import atomic_output_dir, atomic_write_json
 
 PARITY_BATCHES = (1, 2, 5)
@@ -165,8 +166,11 @@ def export_and_verify(
 
     with atomic_output_dir(out) as tmp:
         exported = export_onnx(model, tmp / MODEL_FILE, opset=cfg.opset, dynamo=cfg.dynamo)
+        weights_file, spec_file = write_bundle_weights(trained, tmp)
         info = dataclasses.replace(
             info,
+            weights_file=weights_file.name,
+            spec_file=spec_file.name,
             provenance={
                 **info.provenance,
                 "exporter": exported.exporter,

@@ -5,8 +5,41 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from posecore._flatten import YAML_KEY
 from posecore.codecs import Codec
 from posecore.models.estimator import ModelSpec, available_presets
+
+NO_WARM_START = ("", "none")
+"""``model.init.from`` values that mean: start from the built model (ImageNet backbone at best)."""
+
+
+@dataclass(frozen=True)
+class InitParams:
+    """``model.init``: the weights training starts from instead of the freshly built model (a warm start).
+
+    ``source`` (YAML ``from``, a Python keyword): "" or "none" for no warm start; a checkpoint
+    file (a posecore ``best.pt``/``latest.pt``, a plain state dict, MMPose's
+    ``{"state_dict": ...}`` or ``{"model": ...}``), a training folder (its ``best.pt``), a bundle
+    folder (its ``weights.pt``) or a registry reference ``NAME@ALIAS`` / ``NAME/VERSION``.
+    ``prefix``/``into``: keep only source keys starting with ``prefix`` and strip it (MMPose's
+    ``init_cfg`` prefix), then put ``into`` in front (``backbone.`` loads a backbone-only file
+    into the model's backbone). ``exclude``: fnmatch patterns of model keys never loaded.
+    ``strict``: any missing, unexpected or shape-mismatched tensor is an error listing them all
+    (keypoint-wise head transfer is allowed). ``keypoint_map``: {model keypoint: source
+    keypoint} where names differ (same names match by themselves). What is done lies in
+    :mod:`posecore.models.init`; reading the source, in :mod:`posecore.registry.warm_start`.
+    """
+
+    source: str = field(default="", metadata={YAML_KEY: "from"})
+    prefix: str = ""
+    into: str = ""
+    exclude: tuple[str, ...] = ()
+    strict: bool = False
+    keypoint_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.source.strip().lower() not in NO_WARM_START
 
 
 @dataclass(frozen=True)
@@ -15,7 +48,8 @@ class ModelParams:
 
     Each part is ``{name: <registered builder>, <its options>}``; a part naming another builder
     replaces the preset's, otherwise its keys update it. The codec takes ``input_size`` from
-    here (one setting, one place).
+    here (one setting, one place). ``init`` says which weights training starts from
+    (:class:`InitParams`); it is not part of the model's description (:meth:`spec`).
     """
 
     preset: str = field(default="synthetic-lite0-heatmap", metadata={"choices": lambda: ["", *available_presets()]})
@@ -26,6 +60,7 @@ class ModelParams:
     codec: dict[str, Any] = field(default_factory=dict)
     flip_test: bool = True
     shift_heatmap: bool = False
+    init: InitParams = field(default_factory=InitParams)
 
     def spec(self) -> ModelSpec:
         return ModelSpec.resolve(

@@ -7,7 +7,8 @@
   bring their own pre- and post-processing. Not registered; the version tag
   ``posecore.onnx_model_uri`` points at it.
 - ``pose`` (``python_function`` flavour, :class:`posecore.registry.pyfunc.BundlePoseModel`): the
-  whole bundle folder as its artifact ``artifacts/bundle/`` plus the decoding, so person crops go in
+  whole bundle folder as its artifact ``artifacts/bundle/`` (``weights.pt`` and ``model.json``
+  too, for warm starts from ``NAME@champion``) plus the decoding, so person crops go in
   and keypoints come out (see :mod:`posecore.registry.pyfunc` for the request format). **This is
   the registered model** (``NAME``: :func:`~posecore.registry.config.registered_model_name` of
   ``cfg.model_name`` and the bundle's task): ``mlflow models serve -m models:/NAME@champion``
@@ -37,6 +38,7 @@ from posecore.registry.config import RegisterConfig, RegistryError, registered_m
 from posecore.registry.fingerprint import recorded_fingerprint
 from posecore.registry.tags import (
     CHALLENGER,
+    LINEAGE_TAGS,
     TAG_EVAL_DATA,
     TAG_GIT,
     TAG_HIGHER,
@@ -141,6 +143,7 @@ def log_bundle(
         TAG_RUN: run_id,
         TAG_ONNX_URI: onnx_info.model_uri,
         **{TAG_SHA + name: digest for name, digest in hashes.items()},
+        **{key: run.data.tags[key] for key in LINEAGE_TAGS if run.data.tags.get(key)},  # the warm-start chain
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
@@ -168,10 +171,12 @@ def read_bundle(bundle_dir: str | Path) -> BundleInfo:
 
 
 def bundle_files(info: BundleInfo) -> list[str]:
-    """The files of a bundle that a registered version records (and :func:`pull` checks) by SHA-256."""
+    """The files of a bundle that a registered version records (and :func:`pull` checks) by SHA-256:
+    bundle.json, the ONNX model(s), and the PyTorch weights and model description when the bundle has them."""
     from posecore.export.bundle import INFO_FILE
 
-    return [INFO_FILE, info.model_file, *([info.int8_model_file] if info.int8_model_file else [])]
+    optional = (info.int8_model_file, info.weights_file, info.spec_file)
+    return [INFO_FILE, info.model_file, *(name for name in optional if name)]
 
 
 def onnx_signature(model: onnx.ModelProto, input_size: Sequence[int] | None = None) -> ModelSignature:

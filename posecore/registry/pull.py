@@ -30,6 +30,7 @@ from posecore.registry.tags import (
     TAG_GIT,
     TAG_HIGHER,
     TAG_METRIC,
+    TAG_PARENT_VERSION,
     TAG_REASON,
     TAG_SHA,
     TAG_VALUE,
@@ -185,6 +186,7 @@ def describe_version(mv: ModelVersion) -> dict[str, Any]:
         "reason": tags.get(TAG_REASON),
         "run_id": mv.run_id,
         "git_commit": tags.get(TAG_GIT),
+        "parent": tags.get(TAG_PARENT_VERSION),
         "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(timespec="seconds")
         if mv.creation_timestamp
         else None,

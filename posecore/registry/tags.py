@@ -42,6 +42,14 @@ TAG_CHALLENGER_METRIC = "posecore.promotion.challenger_metric"
 TAG_CHAMPION_VERSION = "posecore.promotion.champion_version"
 TAG_DECIDED_AT = "posecore.promotion.decided_at"
 TAG_REPLACED_BY = "posecore.promotion.replaced_by"
+TAG_INIT_SOURCE = "posecore.init.source"
+"""Run and version tag: the warm start the model trained from (``model.init.from`` as read)."""
+TAG_PARENT_VERSION = "posecore.parent.version"
+"""Run and version tag: ``NAME/VERSION`` of the registered model the training started from."""
+TAG_PARENT_RUN = "posecore.parent.run_id"
+"""Run and version tag: the MLflow run that trained the weights the training started from."""
+LINEAGE_TAGS = (TAG_INIT_SOURCE, TAG_PARENT_VERSION, TAG_PARENT_RUN)
+"""The training run's warm-start tags that a registered version copies (the registry's chain)."""
 
 
 def float_tag(text: str | None) -> float | None:

@@ -75,6 +75,8 @@ def test_meta_fields_follow_the_dataset_meta() -> None:
         ({"codec": {"sigma": 2}}, "codec must be"),
         ({"outputs": ()}, "outputs must name"),
         ({"task": "bottomup"}, "task must be one of topdown, onestage"),
+        ({"weights_file": "weights.pt"}, "weights_file and spec_file are set together"),
+        ({"spec_file": "model.json"}, "weights_file and spec_file are set together"),
     ],
 )
 def test_inconsistent_info_is_refused_with_the_reason(changes: dict[str, object], message: str) -> None:
@@ -88,6 +90,18 @@ def test_a_bundle_json_from_before_tasks_reads_as_top_down() -> None:
     del raw["task"]
     assert BundleInfo.from_dict(raw).task == "topdown"
     assert BundleInfo.from_dict({**raw, "task": "onestage"}).task == "onestage"
+
+
+def test_the_pytorch_files_are_optional_and_round_trip(tmp_path: Path) -> None:
+    """Bundles from before weights.pt read with both fields null; new ones name both files."""
+    raw = _info().to_dict()
+    assert raw["weights_file"] is None and raw["spec_file"] is None
+    old = {k: v for k, v in raw.items() if k not in ("weights_file", "spec_file")}
+    assert BundleInfo.from_dict(old) == _info()
+    info = _info(weights_file="weights.pt", spec_file="model.json")
+    info.write(tmp_path)
+    assert BundleInfo.read(tmp_path) == info
+    assert json.loads((tmp_path / "bundle.json").read_text())["weights_file"] == "weights.pt"
 
 
 def test_unknown_missing_and_future_keys_are_refused(tmp_path: Path) -> None:

@@ -73,7 +73,29 @@ def test_dynamic_int8_records_its_accuracy_drop(exported: Exported, tmp_path: Pa
     assert outputs.info.provenance["exporter"] == "torchscript"
     assert outputs.info.provenance["mlflow_run_id"] == "abc", "the caller's provenance is kept"
     assert BundleInfo.read(outputs.bundle_dir) == outputs.info
-    assert sorted(p.name for p in outputs.bundle_dir.iterdir()) == ["bundle.json", "model.int8.onnx", "model.onnx"]
+    assert sorted(p.name for p in outputs.bundle_dir.iterdir()) == [
+        "bundle.json",
+        "model.int8.onnx",
+        "model.json",
+        "model.onnx",
+        "weights.pt",
+    ]
+
+
+def test_the_bundle_carries_the_deployed_weights_and_the_model_description(exported: Exported, tmp_path: Path) -> None:
+    """weights.pt is the deployed state dict (the EMA weights here) as plain tensors (weights_only loads it);
+    model.json is the train stage's description, so the bundle rebuilds the exact PyTorch model."""
+    outputs = _export(exported, tmp_path)
+    info = outputs.info
+    assert (info.weights_file, info.spec_file) == ("weights.pt", "model.json")
+    weights = torch.load(outputs.bundle_dir / "weights.pt", map_location="cpu", weights_only=True)
+    deployed = exported.trained.model.state_dict()
+    assert list(weights) == list(deployed)
+    assert all(torch.equal(weights[k], deployed[k].cpu()) for k in deployed)
+    assert torch.equal(weights["head.cls_x.weight"], exported.run.ema["head.cls_x.weight"])
+    assert not torch.equal(weights["head.cls_x.weight"], exported.run.live["head.cls_x.weight"])
+    described = json.loads((outputs.bundle_dir / "model.json").read_text())
+    assert described == json.loads((exported.run.train_dir / "model.json").read_text())
 
 
 def test_provenance_takes_the_evaluate_metrics_else_the_checkpoint(exported: Exported, tmp_path: Path) -> None:
@@ -96,8 +118,8 @@ def test_a_onestage_model_is_checked_and_scored_on_whole_images(onestage_exporte
     outputs = _export(onestage_exported, tmp_path, quantize="dynamic")
     info = BundleInfo.read(outputs.bundle_dir)
     assert info == outputs.info and info.task == "onestage" and not info.flip_test
-    assert info.outputs == ("obj_logits", "boxes", "keypoints", "vis_logits")
-    assert info.codec["name"] == "yoloxpose" and info.input_size == (64, 64)
+    assert info.outputs == ("obj_logits", "boxes", "keypoints", "vis_logits", "heatmaps")  # the preset refines
+    assert info.codec["name"] == "yoloxpose" and info.codec["refine"] == "heatmap" and info.input_size == (64, 64)
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["parity_count_mismatches"] == 0 and metrics["parity_max_box_px"] <= 0.05
     assert 0.0 <= metrics["onnx_AP"] <= 1.0 and np.isfinite(metrics["int8_AP_drop"])

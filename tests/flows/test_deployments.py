@@ -5,7 +5,9 @@ scheduled run, a DVC remote in the stack's SeaweedFS.
 
 One stack serves the module. The training run (about 3 minutes on two busy cores) is shared by
 the tests that check what it left behind; the cron test then lets the every-minute schedule fire
-the retraining flow on the finished repository, where DVC finds nothing to do.
+the retraining flow on the finished repository: it continues from the champion the first run
+promoted (``model.init.from: champion``), so DVC re-runs the training and the stages after it but
+none of the data stages, and the new version names its parent.
 """
 
 from __future__ import annotations
@@ -333,27 +335,28 @@ def test_reevaluation_deployment_scores_and_tags_the_champion(
 
 @pytest.mark.servers
 @pytest.mark.slow
-def test_cron_schedule_fires_retraining_that_pushes_to_the_dvc_remote(
+def test_cron_schedule_fires_retraining_that_continues_from_the_champion_and_pushes(
     stack: StackConfig, repo: Path, trained: dict[str, Any]
 ) -> None:
     from mlflow import MlflowClient
 
+    from posecore.registry import TAG_DECISION, TAG_PARENT_VERSION
     from posecore.storage import configure_dvc_remote, list_keys, s3_client
 
     s3 = env(stack)["AWS_ENDPOINT_URL"]
     remote = f"s3://{stack.bucket}/dvc"
     configure_dvc_remote(repo, "storage", remote, s3, credentials=credentials(stack))
-    lock_before = (repo / "dvc.lock").read_text()
+    lock_before = yaml.safe_load((repo / "dvc.lock").read_text())
 
     _prefect(["deploy", "--name", "nightly", "--cron", "* * * * *"], repo, stack)
     deployment = _deployment(stack, "retrain/nightly")
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 600  # the schedule's minute, then a training run on busy cores
         done: list[dict[str, Any]] = []
         while not done:
             runs = _api(stack, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [deployment["id"]]}}})
             done = [r for r in runs if (r.get("state") or {}).get("type") in TERMINAL]
-            assert time.monotonic() < deadline, f"no scheduled run finished within 240 s: {runs}"
+            assert time.monotonic() < deadline, f"no scheduled run finished within 600 s: {runs}"
             time.sleep(2)
         run = done[0]
         _assert_completed(stack, run)
@@ -364,11 +367,22 @@ def test_cron_schedule_fires_retraining_that_pushes_to_the_dvc_remote(
     finally:
         _api(stack, f"/deployments/{deployment['id']}", method="DELETE")
 
-    assert (repo / "dvc.lock").read_text() == lock_before  # nothing changed: DVC ran no stage
+    # the data stages were up to date; the training started again, from the champion
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    for stage in ("synth", "convert", "encode"):
+        assert lock["stages"][stage] == lock_before["stages"][stage], stage
+    assert lock["stages"]["train"]["params"]["params.yaml"]["model"]["init"]["from"] == "champion"
+    assert lock["stages"]["train"] != lock_before["stages"]["train"]
     assert _dvc_status(repo, stack) == {}
+
     client = MlflowClient(env(stack)["MLFLOW_TRACKING_URI"])
-    assert [mv.version for mv in client.search_model_versions("name = 'posecore-pose'")] == ["1"]
-    lock = yaml.safe_load(lock_before)
+    versions = {mv.version: mv for mv in client.search_model_versions("name = 'posecore-pose'")}
+    assert sorted(versions) == ["1", "2"]
+    child = versions["2"]
+    assert child.tags[TAG_PARENT_VERSION] == "posecore-pose/1"  # the registry shows the chain
+    assert client.get_run(child.run_id).data.tags[TAG_PARENT_VERSION] == "posecore-pose/1"
+    assert client.get_run(child.run_id).data.metrics["init/loaded"] > 0
+    assert child.tags[TAG_DECISION] in ("promoted", "rejected")  # the same gate as any version
     best = next(o for o in lock["stages"]["train"]["outs"] if o["path"].endswith("best.pt"))
     keys = list_keys(f"{remote}/", s3_client(s3, credentials=credentials(stack)))
     assert f"dvc/files/md5/{best['md5'][:2]}/{best['md5'][2:]}" in keys, keys[:20]

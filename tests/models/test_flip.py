@@ -9,10 +9,7 @@ flip_indices[k] (MMPose's ``flip_keypoints``).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import head_recipes as R  # tests/_helpers (on sys.path by tests/conftest.py)
 import numpy as np
 import pytest
 import torch
@@ -22,18 +19,6 @@ from posecore.metainfo import load_meta
 from posecore.models.builders import HEADS
 from posecore.models.flip import average_flip, average_flip_numpy, flip_outputs, flip_outputs_numpy
 
-
-def _load_recipes():
-    path = Path(__file__).parent / "heads" / "_recipes.py"
-    spec = importlib.util.spec_from_file_location("_head_recipes", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-R = _load_recipes()
 VARIANTS = {r.id: r for r in R.VARIANTS}
 FLIP = R.FLIP_INDICES
 

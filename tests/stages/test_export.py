@@ -69,7 +69,13 @@ def _val_inputs(trained, n: int) -> torch.Tensor:  # noqa: ANN001
 def test_the_bundle_follows_the_contract(exported: tuple[ExportOutputs, str], trained) -> None:
     outputs, _ = exported
     bundle = outputs.bundle_dir
-    assert sorted(p.name for p in bundle.iterdir()) == ["bundle.json", "model.int8.onnx", "model.onnx"]
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "bundle.json",
+        "model.int8.onnx",
+        "model.json",
+        "model.onnx",
+        "weights.pt",
+    ]
     info = BundleInfo.read(bundle)
     assert info == outputs.info
     assert read_metadata(bundle / "model.onnx") == info == read_metadata(bundle / "model.int8.onnx")
@@ -131,6 +137,8 @@ def test_bundle_and_metrics_go_to_the_training_run(exported: tuple[ExportOutputs
         "bundle/bundle.json",
         "bundle/model.onnx",
         "bundle/model.int8.onnx",
+        "bundle/weights.pt",
+        "bundle/model.json",
     }
     assert [a.path for a in client.list_artifacts(run_id, "export")] == ["export/export_metrics.json"]
 
@@ -220,7 +228,7 @@ def test_a_one_stage_preset_exports_through_the_stage(tmp_path: Path, monkeypatc
     with pytest.warns(UserWarning, match="the bundle is not logged to MLflow"):
         assert export_stage.main(["--params", str(path)]) == 0
     info = BundleInfo.read(tmp_path / "bundle")
-    assert info.task == "onestage" and info.outputs == ("obj_logits", "boxes", "keypoints", "vis_logits")
+    assert info.task == "onestage" and info.outputs == ("obj_logits", "boxes", "keypoints", "vis_logits", "heatmaps")
     assert info.provenance["metrics"] == {"AP": 0.1} and not info.flip_test
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["parity_count_mismatches"] == 0 and 0.0 <= metrics["onnx_AP"] <= 1.0

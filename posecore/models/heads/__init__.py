@@ -30,8 +30,9 @@ Flip test-time augmentation lives in :mod:`posecore.models.flip`.
 
 To add a head: subclass :class:`posecore.models.heads._base.PoseHead` in a module of this
 package, set ``codec_keys`` / ``output_keys``, check its sizes in ``__init__``, implement
-``forward`` and ``loss``, decorate it with ``@HEADS.register("name")``, import the module below and
-add a codec recipe for it in ``tests/models/heads/_recipes.py`` (the registry-driven tests then
+``forward``, ``loss`` and ``keypoint_axes`` (its tensors indexed by keypoint, which a warm start
+carries by keypoint name: :mod:`posecore.models.init`), decorate it with ``@HEADS.register("name")``, import the module below and
+add a codec recipe for it in ``tests/_helpers/head_recipes.py`` (the registry-driven tests then
 check shapes, loss, gradients, decoding and flipping). A one-stage head is a plain ``nn.Module``
 with ``multi_level = True`` and a ``MULTI_LEVEL_RECIPES`` entry there (tested without flipping).
 """

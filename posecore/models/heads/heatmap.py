@@ -9,7 +9,15 @@ from torch import Tensor, nn
 from posecore.codecs.base import Codec
 from posecore.models.builders import HEADS
 
-from ._base import PoseHead, build_loss, init_like_mmpose, make_conv_layers, make_deconv_layers
+from ._base import (
+    KeypointAxes,
+    PoseHead,
+    build_loss,
+    init_like_mmpose,
+    layer_keypoint_axes,
+    make_conv_layers,
+    make_deconv_layers,
+)
 
 
 @HEADS.register("heatmap")
@@ -67,6 +75,22 @@ class HeatmapHead(PoseHead):
         """feats -> {"heatmaps": (B, C, H_hm, W_hm)}."""
         x = self.select(feats, self.feature_hw)
         return {"heatmaps": self.final_layer(self.conv_layers(self.deconv_layers(x)))}
+
+    def keypoint_axes(self) -> KeypointAxes:
+        """The layer making the C = K * per maps (per 3 for UDP combined maps: disc, x and y offset of
+        each keypoint in turn): ``final_layer``, or without one the last conv (else deconv) layer and its BN."""
+        per = self.target_shapes["heatmaps"][0] // self.num_keypoints
+        if isinstance(self.final_layer, nn.Conv2d):
+            return layer_keypoint_axes("final_layer", self.final_layer, per)
+        for stack in ("conv_layers", "deconv_layers"):
+            layers = getattr(self, stack)
+            if len(layers):  # [..., conv, BN, ReLU]
+                n = len(layers)
+                return {
+                    **layer_keypoint_axes(f"{stack}.{n - 3}", layers[n - 3], per),
+                    **layer_keypoint_axes(f"{stack}.{n - 2}", layers[n - 2], per),
+                }
+        return {}  # the maps are the input feature itself: nothing of the head's own
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """{"loss_heatmaps": scalar}; targets = codec.encode(...) with "heatmaps" and "keypoint_weights"."""

@@ -10,7 +10,15 @@ from torch import Tensor, nn
 from posecore.codecs.base import Codec
 from posecore.models.builders import HEADS
 
-from ._base import PoseHead, build_loss, init_like_mmpose, make_conv_layers, make_deconv_layers
+from ._base import (
+    KeypointAxes,
+    PoseHead,
+    build_loss,
+    init_like_mmpose,
+    layer_keypoint_axes,
+    make_conv_layers,
+    make_deconv_layers,
+)
 
 
 @HEADS.register("integral_regression")
@@ -88,6 +96,10 @@ class IntegralRegressionHead(PoseHead):
         x_coord = (heatmaps.sum(dim=2) * self.grid_x.to(heatmaps.dtype)).sum(dim=-1)
         y_coord = (heatmaps.sum(dim=3) * self.grid_y.to(heatmaps.dtype)).sum(dim=-1)
         return {"heatmaps": heatmaps, "coords": torch.stack((x_coord, y_coord), dim=-1)}
+
+    def keypoint_axes(self) -> KeypointAxes:
+        """``final_layer``: one logit map per keypoint."""
+        return layer_keypoint_axes("final_layer", self.final_layer, 1)
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """{"loss_coords"[, "loss_heatmaps"]}; targets = codec.encode(...) with "heatmaps", "coords", "keypoint_weights"."""

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from posecore.codecs.base import Codec
 from posecore.models.builders import HEADS
 
-from ._base import PoseHead, build_loss, init_like_mmpose
+from ._base import KeypointAxes, PoseHead, build_loss, init_like_mmpose, layer_keypoint_axes
 
 
 @HEADS.register("regression")
@@ -44,6 +44,10 @@ class RegressionHead(PoseHead):
         """feats -> {"coords": (B, K, 2)} normalised."""
         x = self.select(feats).mean(dim=(2, 3))
         return {"coords": self.fc(x).reshape(-1, self.num_keypoints, 2)}
+
+    def keypoint_axes(self) -> KeypointAxes:
+        """``fc``: (x, y) of each keypoint in turn."""
+        return layer_keypoint_axes("fc", self.fc, 2)
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """{"loss_coords": scalar}; targets = codec.encode(...) with "coords" and "keypoint_weights"."""
@@ -83,6 +87,10 @@ class RLEHead(PoseHead):
         """feats -> {"coords": (B, K, 2) normalised, "sigmas": (B, K, 2) in (0, 1)}."""
         out = self.fc(self.select(feats).mean(dim=(2, 3))).reshape(-1, self.num_keypoints, 4)
         return {"coords": out[..., :2], "sigmas": out[..., 2:].sigmoid()}
+
+    def keypoint_axes(self) -> KeypointAxes:
+        """``fc``: (x, y, raw sigma x, raw sigma y) of each keypoint in turn (the flow of the loss is 2-D, shared)."""
+        return layer_keypoint_axes("fc", self.fc, 4)
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """{"loss_coords": scalar}: the RLE loss of coords and sigmas against the "coords" targets."""

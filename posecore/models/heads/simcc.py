@@ -10,7 +10,15 @@ from torch import Tensor, nn
 from posecore.codecs.base import Codec
 from posecore.models.builders import HEADS
 
-from ._base import PoseHead, build_loss, init_like_mmpose, make_conv_layers, make_deconv_layers
+from ._base import (
+    KeypointAxes,
+    PoseHead,
+    build_loss,
+    init_like_mmpose,
+    layer_keypoint_axes,
+    make_conv_layers,
+    make_deconv_layers,
+)
 from ._gau import GAUBlock, ScaleNorm
 
 
@@ -20,11 +28,18 @@ class _SimCCHead(PoseHead):
     codec_keys = ("simcc_x", "simcc_y")
     output_keys = ("simcc_x", "simcc_y")
     loss_module: nn.Module
+    final_layer: nn.Conv2d  # one map (token) per keypoint
 
     def loss(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """{"loss_simcc_x", "loss_simcc_y"}: the loss of each axis (their sum is MMPose's loss_kpt)."""
         weights = self.check_targets(outputs, targets)
         return {f"loss_{key}": self.loss_module(outputs[key], targets[key], weights) for key in ("simcc_x", "simcc_y")}
+
+    def keypoint_axes(self) -> KeypointAxes:
+        """``final_layer``, the conv making one map (one token) per keypoint; the layers after it are
+        shared by all keypoints. (RTMCC's optional relative-position bias ``gau.w`` is indexed by
+        keypoint distance, not by keypoint: with another K it starts fresh.)"""
+        return layer_keypoint_axes("final_layer", self.final_layer, 1)
 
 
 @HEADS.register("rtmcc")

@@ -3,11 +3,9 @@ trains (finite loss, gradients on every parameter) and decodes; mismatches fail 
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
+import head_recipes as R  # tests/_helpers (on sys.path by tests/conftest.py)
 import pytest
 import torch
 
@@ -15,24 +13,12 @@ from posecore.codecs import build_codec
 from posecore.models.builders import HEADS, LOSSES
 from posecore.models.heads import PoseHead
 
-
-def _load_recipes():
-    path = Path(__file__).with_name("_recipes.py")
-    spec = importlib.util.spec_from_file_location("_head_recipes", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-R = _load_recipes()
 VARIANTS = {r.id: r for r in R.VARIANTS}
 
 
 def test_every_head_has_a_recipe():
     missing = sorted(set(R.SINGLE_LEVEL) - set(R.RECIPES)) + sorted(set(R.MULTI_LEVEL) - set(R.MULTI_LEVEL_RECIPES))
-    assert not missing, f"add a codec recipe for head(s) {missing} in tests/models/heads/_recipes.py"
+    assert not missing, f"add a codec recipe for head(s) {missing} in tests/_helpers/head_recipes.py"
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
