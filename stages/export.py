@@ -26,6 +26,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from posecore.config import Params
 from posecore.data.cache import cache_key, open_cache
@@ -37,6 +38,15 @@ from posecore.export.verify import ExportOutputs, bundle_provenance, export_and_
 from posecore.registry import eval_data_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _recorded_metrics(path: Path) -> list[dict[str, Any]]:
+    """The evaluate stage's metrics when it wrote a JSON object there, else nothing."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return []
+    return [doc] if isinstance(doc, dict) else []
 
 
 def run(params: Params, cfg: ExportConfig) -> ExportOutputs:
@@ -57,7 +67,8 @@ def run(params: Params, cfg: ExportConfig) -> ExportOutputs:
         params.evaluate.metrics_file,
         mlflow_run_id=read_run_id_file(run_id_file)["run_id"] if run_id_file.is_file() else None,
         commit=git_commit(REPO),
-        eval_data=eval_data_fingerprint(val_annotations),
+        # the evaluate stage's fingerprint names the person boxes its metrics used (evaluate.boxes)
+        eval_data=eval_data_fingerprint(val_annotations, recorded=_recorded_metrics(params.evaluate.metrics_file)),
     )
     outputs = export_and_verify(
         trained,

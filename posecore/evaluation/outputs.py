@@ -32,6 +32,7 @@ from posecore.evaluation.plots import plot_pck_curve, plot_per_keypoint, worst_i
 from posecore.evaluation.reports import write_pck_curve_csv, write_per_keypoint_csv
 from posecore.evaluation.topdown import (
     METRICS_FILE,
+    BoxedScore,
     EvalConfig,
     EvalResult,
     SplitPredictions,
@@ -76,18 +77,41 @@ COMPARISON_PROTOCOLS = (
 """comparison.json's keys and comparison.md's row labels, in table order."""
 
 
+@dataclass(frozen=True)
+class Protocol:
+    """How the metrics were taken, written into metrics.json beside them (strings).
+
+    ``boxes``: whose person boxes the COCO metrics used (``gt``, ``file:<path>``,
+    ``model:<detector>``, ``none`` for a one-stage model); ``eval_data``: the evaluation-data
+    fingerprint the registry compares versions by (:mod:`posecore.registry.fingerprint`), which
+    names the boxes too; ``detected``: with detected boxes, their COCO metrics and poses.
+    """
+
+    boxes: str = "gt"
+    eval_data: str | None = None
+    detected: BoxedScore | None = None
+
+    def fields(self) -> dict[str, str]:
+        return {"boxes": self.boxes, **({"eval_data": self.eval_data} if self.eval_data else {})}
+
+
 @dataclass
 class EvaluateOutputs:
-    """``metrics``: metrics.json's contents (None where a metric is undefined, e.g. EPE without labels);
-    ``names``: the files written (:data:`REPORT_FILES`, plus :data:`COMPARISON_FILES` with a comparison)."""
+    """``metrics``: metrics.json's contents (None where a metric is undefined, e.g. EPE without labels;
+    the :class:`Protocol` fields are strings, :meth:`numbers` leaves them out); ``names``: the files
+    written (:data:`REPORT_FILES`, plus :data:`COMPARISON_FILES` with a comparison)."""
 
     out_dir: Path
     result: EvalResult
-    metrics: dict[str, float | None]
+    metrics: dict[str, float | str | None]
     names: tuple[str, ...] = REPORT_FILES
 
     def files(self) -> list[Path]:
         return [self.out_dir / name for name in self.names]
+
+    def numbers(self) -> dict[str, float]:
+        """The metrics that have a value (what MLflow logs)."""
+        return {k: v for k, v in self.metrics.items() if isinstance(v, float)}
 
 
 def per_keypoint_oks(
@@ -110,15 +134,35 @@ def write_report(
     cfg: EvalConfig,
     out_dir: Path,
     worst_n: int = WORST_N,
+    protocol: Protocol = Protocol(),
 ) -> EvaluateOutputs:
-    """Score ``preds`` of ``split`` and write every report file into ``out_dir`` (replaced atomically)."""
+    """Score ``preds`` of ``split`` (the crops of the ground-truth boxes) and write every report file
+    into ``out_dir`` (replaced atomically).
+
+    With ``protocol.detected`` (the model run on detected boxes), its COCO metrics are metrics.json's
+    ``AP``, ``AR``, ... and results.json holds its poses; the ground-truth-box COCO metrics move to
+    ``gt_boxes/AP``, ...; PCK, AUC, EPE, the tables and plots stay those of the labelled people.
+    """
     result = score_predictions(preds, split, gt_file, meta, cfg)
     gt = image_keypoints(split)
     mask = split.visible > 0
     areas = np.where(split.area > 0, split.area, 0.53 * _box_area(split.image_bbox))
     oks = per_keypoint_oks(preds.keypoints, gt, mask, areas, np.asarray(meta.sigmas))
     table = {name: {"OKS": float(oks[k]), **result.per_keypoint[name]} for k, name in enumerate(meta.keypoint_names)}
-    metrics = _finite({**metric_names(result.metrics), "instances": float(len(split))})
+    named = metric_names(result.metrics)
+    detected = protocol.detected
+    if detected is not None:
+        coco = set(detected.metrics)
+        named = {
+            **detected.metrics,
+            **{f"gt_boxes/{k}" if k in coco else k: v for k, v in named.items()},
+            "detected_boxes": float(detected.boxes),
+        }
+    metrics: dict[str, float | str | None] = {
+        **_finite({**named, "instances": float(len(split))}),
+        **protocol.fields(),
+    }
+    results = detected.predictions if detected is not None else preds.for_coco(split)
     with atomic_output_dir(out_dir) as tmp:
         atomic_write_json(tmp / METRICS_FILE, metrics, indent=2)
         write_per_keypoint_csv(tmp / "per_keypoint.csv", table)
@@ -126,7 +170,7 @@ def write_report(
         plot_per_keypoint(tmp / "per_keypoint.png", table)
         plot_pck_curve(tmp / "pck_curve.png", *result.pck_curve)
         write_png(tmp / "worst.png", _worst_grid(preds, split, meta, result.errors, worst_n))
-        coco_evaluator(gt_file, meta, cfg).write_results_json(tmp / "results.json", preds.for_coco(split))
+        coco_evaluator(gt_file, meta, cfg).write_results_json(tmp / "results.json", results)
     return EvaluateOutputs(out_dir, result, metrics)
 
 
@@ -177,6 +221,7 @@ def write_bottomup_report(
     out_dir: Path,
     worst_n: int = WORST_N,
     comparison: Mapping[str, Mapping[str, float]] | None = None,
+    protocol: Protocol = Protocol(boxes="none"),
 ) -> EvaluateOutputs:
     """Score a one-stage model's ``preds`` of ``split`` and write the report files into ``out_dir`` (replaced
     atomically); ``comparison`` is :func:`~posecore.evaluation.bottomup.compare_topdown`'s result, or None."""
@@ -197,7 +242,7 @@ def write_bottomup_report(
                 for key in ("AP", "AR")
             }
         )
-    metrics = _finite(metrics)
+    metrics = {**_finite(metrics), **protocol.fields()}
     with atomic_output_dir(out_dir) as tmp:
         atomic_write_json(tmp / METRICS_FILE, metrics, indent=2)
         write_per_keypoint_csv(tmp / "per_keypoint.csv", table)

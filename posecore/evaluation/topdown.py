@@ -48,6 +48,21 @@ class EvalConfig:
     #: one whole-image box, and with the ground-truth boxes): a bundle folder, a registry
     #: reference (``NAME@ALIAS``, ``NAME/VERSION``), or "" for none.
     compare_topdown: str = "posecore-pose@champion"
+    #: Top-down models: whose person boxes the COCO metrics (AP, AR) are taken with. ``gt``: the
+    #: ground-truth boxes; ``file``: a COCO detection-results file (``bbox_file``, MMPose's
+    #: ``bbox_file``); ``model``: a person finder (``detector``). With ``file``/``model`` the
+    #: ground-truth-box numbers stay beside them as ``gt_boxes/*``; PCK, AUC and EPE are per labelled
+    #: person and always use its ground-truth box.
+    boxes: Literal["gt", "file", "model"] = "gt"
+    #: ``boxes: file``: COCO detection results (``[{image_id, category_id, bbox: [x, y, w, h], score}]``)
+    #: for the val images.
+    bbox_file: str = ""
+    #: ``boxes: model``: a one-stage bundle or training folder, an ONNX detector file, or a registry
+    #: reference (``NAME@ALIAS``, ``NAME/VERSION``); "" is the champion of the one-stage model this
+    #: pipeline registers (``<register.model_name>-onestage@champion``).
+    detector: str = ""
+    #: Detected boxes scoring below this are dropped (MMPose's ``det_bbox_thr``).
+    det_score_thr: float = field(default=0.0, metadata={"range": (0.0, 1.0)})
 
     @property
     def higher_is_better(self) -> bool:
@@ -147,6 +162,19 @@ def predict_split(
         np.concatenate(kps) if kps else np.zeros((0, k, 2), np.float32),
         np.concatenate(scores) if scores else np.zeros((0, k), np.float32),
     )
+
+
+@dataclass
+class BoxedScore:
+    """COCO metrics taken with boxes from a source other than the cache's ground truth.
+
+    ``metrics``: metrics.json names (``AP``, ``AP_.5``, ``AR``, ...); ``predictions``: the poses
+    scored (before rescoring and NMS); ``boxes``: how many boxes were posed.
+    """
+
+    metrics: dict[str, float]
+    predictions: KeypointPredictions
+    boxes: int
 
 
 @dataclass

@@ -29,7 +29,7 @@ One module per job:
 
 from posecore.registry.bundle import BUNDLE_ARTIFACT, bundle_files, log_bundle, read_bundle, sha256_file
 from posecore.registry.config import LOWER_IS_BETTER, RegisterConfig, RegistryError, registered_model_name
-from posecore.registry.fingerprint import eval_data_fingerprint, file_fingerprint
+from posecore.registry.fingerprint import eval_data_fingerprint, file_fingerprint, with_boxes
 from posecore.registry.promotion import PromotionDecision, decide, promote
 from posecore.registry.pull import (
     Champion,
@@ -117,4 +117,5 @@ __all__ = [
     "resolve_version",
     "sha256_file",
     "task_tag",
+    "with_boxes",
 ]

@@ -9,6 +9,10 @@ that file is its COCO annotations (``DatasetLayout(data.out).annotations("val")`
 provenance), the register stage (the version's tag) and the champion re-evaluation flow (today's
 data): ``register.eval_data`` when set, else a fingerprint recorded earlier (the ``eval_data``
 key of the evaluate metrics or of bundle.json), else the md5 of the val annotations.
+
+COCO metrics depend on the person boxes as much as on the data: the evaluate stage records
+:func:`with_boxes` of the annotations' fingerprint and the box source (``evaluate.boxes``) in its
+metrics, so the registry compares only metrics taken with the same boxes.
 """
 
 from __future__ import annotations
@@ -57,3 +61,13 @@ def eval_data_fingerprint(
         return found
     path = Path(val_annotations)
     return file_fingerprint(path) if path.is_file() else None
+
+
+def with_boxes(eval_data: str | None, boxes: str) -> str | None:
+    """The fingerprint of metrics taken on ``eval_data`` with the person boxes ``boxes`` (an identity
+    such as ``file:md5:<hex>`` or ``model:NAME/VERSION``): ``eval_data`` itself for the
+    ground-truth boxes (``"gt"``, what every version registered before box sources existed used),
+    else ``<eval_data>+boxes=<boxes>``, so AP taken with other boxes is never compared with it."""
+    if eval_data is None or boxes == "gt":
+        return eval_data
+    return f"{eval_data}+boxes={boxes}"

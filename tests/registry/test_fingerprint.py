@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from posecore.registry.fingerprint import eval_data_fingerprint, file_fingerprint, recorded_fingerprint
+from posecore.registry.fingerprint import eval_data_fingerprint, file_fingerprint, recorded_fingerprint, with_boxes
 
 
 def test_file_fingerprint_is_the_md5_dvc_records(tmp_path: Path) -> None:
@@ -29,3 +29,12 @@ def test_recorded_keys_in_order() -> None:
     assert recorded_fingerprint([{"data_fingerprint": "b", "eval_data": "a"}]) == "a"
     assert recorded_fingerprint([{}, {"eval_data_fingerprint": "c"}]) == "c"
     assert recorded_fingerprint([]) is None
+
+
+def test_the_boxes_are_part_of_the_fingerprint() -> None:
+    assert with_boxes("md5:aaa", "gt") == "md5:aaa", "ground-truth boxes: what versions registered so far carry"
+    assert with_boxes("md5:aaa", "file:md5:bbb") == "md5:aaa+boxes=file:md5:bbb"
+    assert with_boxes("md5:aaa", "model:posecore-pose-onestage/3") != with_boxes(
+        "md5:aaa", "model:posecore-pose-onestage/4"
+    )
+    assert with_boxes(None, "file:md5:bbb") is None

@@ -126,6 +126,20 @@ def test_different_eval_data_is_not_compared(store: Store) -> None:
     assert "unknown" in promote(store.client, name, v3, RegisterConfig()).reason
 
 
+def test_metrics_taken_with_other_boxes_are_not_compared(store: Store) -> None:
+    """evaluate.boxes: AP with detected boxes is a lower number than with ground-truth boxes on the same
+    data; a champion scored with ground-truth boxes is never replaced by comparing against it."""
+    name = store.model_name()
+    gt = make_version(store, name, 0.7, eval_data=registry.with_boxes("md5:aaa", "gt"))
+    promote(store.client, name, gt, RegisterConfig())
+    det = make_version(store, name, 0.9, eval_data=registry.with_boxes("md5:aaa", "file:md5:ccc"))
+    d = promote(store.client, name, det, RegisterConfig())
+    assert not d.promoted and "different data" in d.reason and "boxes=file:md5:ccc" in d.reason
+    assert champion_of(store, name) == gt
+    same = make_version(store, name, 0.8, eval_data="md5:aaa")
+    assert promote(store.client, name, same, RegisterConfig()).promoted
+
+
 def test_force_promotes_and_still_records_numbers(store: Store) -> None:
     name = store.model_name()
     promote(store.client, name, make_version(store, name, 0.7), RegisterConfig())

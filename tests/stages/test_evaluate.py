@@ -112,3 +112,122 @@ def test_a_cache_for_another_codec_is_refused(trained, tmp_path: Path) -> None:
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="rebuild it with `dvc repro encode`"):
         run(params, tmp_path / "eval")
     assert not (tmp_path / "eval").exists()
+
+
+# --- evaluate.boxes: COCO's detected-box protocol ----------------------------------------------------------
+
+
+def _detections(trained, path: Path) -> Path:  # noqa: ANN001
+    """A detection file for the val images: each labelled person's box, shifted a little (score 0.9), and a
+    spurious box per image (score 0.2)."""
+    doc = json.loads((Path(trained.params.data.out) / "annotations" / "val.json").read_text())
+    records = [
+        {"image_id": a["image_id"], "category_id": 1, "bbox": [a["bbox"][0] + 2, a["bbox"][1] - 1, *a["bbox"][2:]],
+         "score": 0.9}
+        for a in doc["annotations"] if a.get("num_keypoints", 0) > 0
+    ] + [{"image_id": i["id"], "category_id": 1, "bbox": [0, 0, 10, 12], "score": 0.2} for i in doc["images"]]  # fmt: skip
+    path.write_text(json.dumps(records))
+    return path
+
+
+def test_boxes_file_scores_the_detected_boxes_beside_the_ground_truth_ones(
+    trained, evaluated: tuple[EvaluateOutputs, str], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from mlflow import MlflowClient
+
+    from posecore.registry.fingerprint import file_fingerprint
+
+    gt_run, _ = evaluated
+    dets = _detections(trained, tmp_path / "dets.json")
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    for name in ("best.pt", "model.json", "meta.yaml"):
+        (train_dir / name).write_bytes((trained.train_dir / name).read_bytes())
+    uri = tiny.start_mlflow_run(train_dir, tmp_path / "mlflow")
+    params = trained.params
+    params = replace(
+        params,
+        train=replace(params.train, checkpoint_dir=str(train_dir)),
+        evaluate=replace(params.evaluate, boxes="file", bbox_file=str(dets)),
+    )
+    outputs = run(params, tmp_path / "eval")
+    metrics = json.loads((outputs.out_dir / "metrics.json").read_text())
+    assert metrics == outputs.metrics
+    ann_md5 = file_fingerprint(Path(params.data.out) / "annotations" / "val.json")
+    assert gt_run.metrics["boxes"] == "gt" and gt_run.metrics["eval_data"] == ann_md5
+    assert metrics["boxes"] == f"file:{dets}"
+    assert metrics["eval_data"] == f"{ann_md5}+boxes=file:{file_fingerprint(dets)}"
+    assert metrics["detected_boxes"] == len(json.loads(dets.read_text()))
+    for name in ("AP", "AP_.5", "AR", "AR_L"):
+        assert metrics[f"gt_boxes/{name}"] == pytest.approx(gt_run.metrics[name]), name
+        assert -1.0 <= metrics[name] <= 1.0  # -1: no person of that size (pycocotools)
+    for name in ("PCK", "AUC", "EPE", "instances"):  # per labelled person: the ground-truth crops
+        assert metrics[name] == pytest.approx(gt_run.metrics[name]), name
+    results = json.loads((outputs.out_dir / "results.json").read_text())
+    posed = {tuple(round(v, 3) for v in r["bbox"]) for r in results}
+    assert posed == {tuple(round(float(v), 3) for v in r["bbox"]) for r in json.loads(dets.read_text())}, (
+        "results.json holds a pose for every detected box (the spurious ones too), not the ground-truth crops"
+    )
+    logged = MlflowClient(uri).get_run(json.loads((train_dir / "mlflow_run_id").read_text())["run_id"]).data
+    assert logged.tags["posecore.eval.boxes"] == metrics["boxes"]
+    assert logged.tags["posecore.eval.eval_data"] == metrics["eval_data"]
+    assert logged.metrics["eval/AP"] == pytest.approx(metrics["AP"])
+    assert logged.metrics["eval/gt_boxes/AP"] == pytest.approx(metrics["gt_boxes/AP"])
+
+
+def test_boxes_file_for_other_images_is_refused_and_nothing_is_written(trained, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from posecore.validation import DataValidationError
+
+    bad = tmp_path / "dets.json"
+    bad.write_text(json.dumps([{"image_id": 987654, "category_id": 1, "bbox": [0, 0, 9, 9], "score": 1.0}]))
+    params = trained.params
+    for evaluate, error, match in (
+        (replace(params.evaluate, boxes="file", bbox_file=str(bad)), DataValidationError, "987654"),
+        (replace(params.evaluate, boxes="file"), ValueError, "evaluate.bbox_file is empty"),
+        (replace(params.evaluate, boxes="model", detector=str(tmp_path / "nope")), FileNotFoundError, "evaluate.detector"),
+    ):  # fmt: skip
+        with pytest.raises(error, match=match):
+            run(replace(params, evaluate=evaluate), tmp_path / "eval")
+        assert not (tmp_path / "eval").exists()
+
+
+def test_boxes_model_poses_what_a_one_stage_model_finds(trained, tmp_path: Path) -> None:
+    """evaluate.boxes=model with a one-stage training folder as the person finder (two-stage inference,
+    both stages trained here): every box it finds on a val image is posed, and the fingerprint names it."""
+    from dataclasses import replace
+
+    import tiny_onestage
+
+    from posecore.datasets.coco import load_image
+    from posecore.inference.detection import load_detector
+    from posecore.registry.fingerprint import file_fingerprint
+
+    finder = tiny_onestage.build(tmp_path / "onestage").train_dir
+    params = trained.params
+    evaluate = replace(params.evaluate, boxes="model", detector=str(finder), det_score_thr=0.05)
+    outputs = run(replace(params, evaluate=evaluate), tmp_path / "eval")
+    val = json.loads((Path(params.data.out) / "annotations" / "val.json").read_text())
+    detect = load_detector(finder, 0.05)
+    found = sum(len(detect(load_image(Path(params.data.out) / "images" / i["file_name"]))) for i in val["images"])
+    metrics = outputs.metrics
+    assert found > 0 and metrics["detected_boxes"] == found
+    assert metrics["boxes"] == f"model:{finder}"
+    assert str(metrics["eval_data"]).endswith(f"+boxes=model:{file_fingerprint(finder / 'best.pt')},score>=0.05")
+    assert "gt_boxes/AP" in metrics and "AP" in metrics
+
+
+def test_a_one_stage_model_takes_no_boxes(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    import tiny_onestage
+
+    run_ = tiny_onestage.build(tmp_path / "onestage")
+    params = run_.params
+    params = replace(params, evaluate=replace(params.evaluate, boxes="file", bbox_file="dets.json", compare_topdown=""))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="one-stage: it finds the people itself"):
+        run(params, tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()
