@@ -75,9 +75,22 @@ def _data_and_validator(
     return data, make_validator(cache["val"], gt_file, meta, params.evaluate)
 
 
-def _warm_start(params: Params, model: PoseEstimator, meta: DatasetMeta, resume: Path | None) -> InitReport | None:
+SMALL_DATASET = 10_000
+"""Below this many training samples of real data, a cold start gets the synthetic-pretraining hint."""
+
+
+def _warm_start(
+    params: Params, model: PoseEstimator, meta: DatasetMeta, resume: Path | None, train_size: int
+) -> InitReport | None:
     """``model.init`` into ``model`` (every rank alike), or None: none asked, or resuming."""
     if not params.model.init.enabled:
+        if resume is None and params.data.source != "synthetic" and train_size < SMALL_DATASET and get_rank() == 0:
+            _log.info(
+                "%d training samples and no model.init: small datasets usually do better fine-tuned from a model "
+                "trained on the embedded synthetic people (README, 'Small datasets'): "
+                "-S model.init.from=posecore-pose@champion",
+                train_size,
+            )
         return None
     if resume is not None:
         _log.info(
@@ -126,7 +139,9 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
     )
     # channels_last: 2-4x faster depthwise convolutions on CPUs, and the layout AMP kernels want on GPUs.
     model = build_estimator(spec, meta).to(memory_format=torch.channels_last)
-    init_report = _warm_start(params, model, meta, resume)  # before fit() builds the optimizer and EMA
+    init_report = _warm_start(
+        params, model, meta, resume, len(cache["train"])
+    )  # before fit() builds the optimizer and EMA
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     # Batches stay uint8 until they reach the device, where they are normalised (MMPose's data
     # preprocessor): a quarter of the bytes through the DataLoader and the host-to-device copy.

@@ -21,12 +21,14 @@ from torch import Tensor, nn
 from posecore.data.cache import CacheSplit
 from posecore.evaluation.coco import CocoKeypointEvaluator, KeypointPredictions
 from posecore.evaluation.functional import pck_curve
-from posecore.evaluation.keypoint_metrics import AUCEvaluator, EPEEvaluator, MetricReport, PCKEvaluator
+from posecore.evaluation.keypoint_metrics import AUCEvaluator, EPEEvaluator, MetricReport, NormItem, PCKEvaluator
 from posecore.metainfo import DatasetMeta
 from posecore.progress import Progress
 from posecore.transforms.geometry import invert_affine, transform_points
 
 METRICS_FILE = "metrics.json"
+TORSO_KEYPOINTS = ("left_shoulder", "right_hip")
+"""The torso of torso-normalised PCK (``tPCK``, LSP's and JHMDB's strict measure; MMPose's default pair)."""
 """The name of the evaluate stage's metrics file (DVC metrics) in its output folder."""
 
 
@@ -188,12 +190,14 @@ class EvalResult:
 def score_predictions(
     preds: SplitPredictions, split: CacheSplit, gt_file: Path, meta: DatasetMeta, cfg: EvalConfig
 ) -> EvalResult:
-    """COCO AP/AR (10 stats) + PCK@thr (box) + AUC + EPE, with per-keypoint tables."""
+    """COCO AP/AR (10 stats) + PCK@thr (box; and torso, ``tPCK``, when the meta has ``left_shoulder`` and
+    ``right_hip``) + AUC + EPE, with per-keypoint tables."""
     gt = image_keypoints(split)
     mask = split.visible > 0
     metrics = dict(coco_evaluator(gt_file, meta, cfg).evaluate(preds.for_coco(split)))
+    norms: list[NormItem] = ["bbox", *(["torso"] if set(TORSO_KEYPOINTS) <= set(meta.keypoint_names) else [])]
     reports: list[MetricReport] = [
-        PCKEvaluator(meta, thr=cfg.pck_thr, norm_item="bbox").evaluate(
+        PCKEvaluator(meta, thr=cfg.pck_thr, norm_item=norms, torso_keypoints=TORSO_KEYPOINTS).evaluate(
             preds.keypoints, gt, mask, bboxes=split.image_bbox
         ),
         AUCEvaluator(meta, norm_factor=cfg.auc_norm).evaluate(preds.keypoints, gt, mask),

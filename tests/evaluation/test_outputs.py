@@ -35,6 +35,30 @@ def test_ground_truth_as_predictions_scores_perfectly(trained, tmp_path: Path) -
     assert np.nanmin(oks) == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(("fraction", "expected"), [(0.15, 1.0), (0.25, 0.0)])
+def test_torso_pck_is_reported_beside_the_box_one(trained, tmp_path: Path, fraction: float, expected: float) -> None:  # noqa: ANN001
+    """tPCK (LSP's strict measure): every keypoint moved by a fraction of its person's torso
+    |left_shoulder - right_hip|; within 0.2 of it counts, beyond does not."""
+    params = trained.params
+    split = open_cache(Path(params.encode.out))["val"]
+    meta = load_meta("coco")
+    gt = image_keypoints(split).astype(np.float64)
+    ls, rh = meta.keypoint_names.index("left_shoulder"), meta.keypoint_names.index("right_hip")
+    torso = np.linalg.norm(gt[:, ls] - gt[:, rh], axis=-1)
+    keep = (split.visible[:, ls] > 0) & (split.visible[:, rh] > 0) & (torso >= 1)
+    preds = gt.copy()
+    preds[..., 0] += fraction * torso[:, None]
+    gt_file = Path(params.data.out) / "annotations" / "val.json"
+    outputs = write_report(
+        SplitPredictions(preds.astype(np.float32), np.ones(split.visible.shape, np.float32)),
+        split, gt_file, meta, params.evaluate, tmp_path / "eval",
+    )  # fmt: skip
+    assert keep.all(), "the tiny val people all show both torso joints"
+    assert outputs.metrics["tPCK"] == pytest.approx(expected)
+    assert outputs.metrics["tPCK_0.2"] == outputs.metrics["tPCK"] and "PCK" in outputs.metrics
+    assert "tPCK@0.2" in (tmp_path / "eval" / "per_keypoint.csv").read_text().splitlines()[0]
+
+
 def test_per_keypoint_oks_by_hand() -> None:
     # one keypoint 2 px off, area 100, sigma 0.1: exp(-4 / (2 * 100 * 0.04)) = exp(-0.5)
     pred, gt = np.array([[[2.0, 0.0], [5.0, 5.0]]]), np.array([[[0.0, 0.0], [0.0, 0.0]]])
