@@ -21,10 +21,12 @@ from posecore.validation import DataValidationError
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "posecore" / "metainfo"
 
 EXPECTED_COUNTS = {
+    "300w": 68,
     "aic": 14,
     "ap10k": 17,
     "coco": 17,
     "coco_wholebody": 133,
+    "cofw": 29,
     "crowdpose": 14,
     "freihand": 21,
     "halpe": 136,
@@ -33,6 +35,7 @@ EXPECTED_COUNTS = {
     "mirror_mouse": 17,
     "mpii": 16,
     "onehand10k": 21,
+    "posetrack18": 17,
     "wflw": 98,
 }
 
@@ -174,6 +177,9 @@ def test_coco_matches_coco_mini(shared_data: Path) -> None:
         ("wflw", "wflw/test_wflw.json"),
         ("ap10k", "ap10k/test_ap10k.json"),
         ("halpe", "halpe/test_halpe.json"),
+        ("300w", "300w/test_300w.json"),
+        ("cofw", "cofw/test_cofw.json"),
+        ("posetrack18", "posetrack18/annotations/test_posetrack18_val.json"),
     ],
 )
 def test_keypoint_count_matches_annotations(shared_data: Path, name: str, rel: str) -> None:
