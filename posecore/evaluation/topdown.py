@@ -21,10 +21,19 @@ from torch import Tensor, nn
 from posecore.data.cache import CacheSplit
 from posecore.evaluation.coco import CocoKeypointEvaluator, KeypointPredictions
 from posecore.evaluation.functional import pck_curve
-from posecore.evaluation.keypoint_metrics import AUCEvaluator, EPEEvaluator, MetricReport, NormItem, PCKEvaluator
+from posecore.evaluation.keypoint_metrics import (
+    DEFAULT_NME_KEYPOINTS,
+    AUCEvaluator,
+    EPEEvaluator,
+    MetricReport,
+    NMEEvaluator,
+    NormItem,
+    PCKEvaluator,
+)
 from posecore.metainfo import DatasetMeta
 from posecore.progress import Progress
 from posecore.transforms.geometry import invert_affine, transform_points
+from posecore.validation import DataValidationError, Problem
 
 METRICS_FILE = "metrics.json"
 TORSO_KEYPOINTS = ("left_shoulder", "right_hip")
@@ -36,7 +45,7 @@ TORSO_KEYPOINTS = ("left_shoulder", "right_hip")
 class EvalConfig:
     """How predictions are scored (``evaluate:`` in params.yaml)."""
 
-    metric: Literal["AP", "PCK", "AUC", "EPE"] = "AP"
+    metric: Literal["AP", "PCK", "AUC", "EPE", "NME"] = "AP"
     pck_thr: float = field(default=0.2, metadata={"range": (0.0, 1.0)})
     auc_norm: float = field(default=30.0, metadata={"range": (1e-6, 1e6)})
     nms_mode: Literal["oks_nms", "soft_oks_nms", "none"] = "oks_nms"
@@ -68,7 +77,7 @@ class EvalConfig:
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric != "EPE"
+        return self.metric not in ("EPE", "NME")
 
     @property
     def metrics_file(self) -> Path:
@@ -203,6 +212,8 @@ def score_predictions(
         AUCEvaluator(meta, norm_factor=cfg.auc_norm).evaluate(preds.keypoints, gt, mask),
         EPEEvaluator(meta).evaluate(preds.keypoints, gt, mask),
     ]
+    if cfg.metric == "NME" or meta.name in DEFAULT_NME_KEYPOINTS:
+        reports.append(_nme(preds.keypoints, gt, mask, split, meta, gt_file))
     per_keypoint: dict[str, dict[str, float]] = {name: {} for name in meta.keypoint_names}
     for report in reports:
         metrics.update(report.metrics)
@@ -217,6 +228,38 @@ def score_predictions(
     with np.errstate(invalid="ignore"):
         errors = np.where(mask.any(1), (dist * mask).sum(1) / np.maximum(mask.sum(1), 1), np.nan)
     return EvalResult(metrics, per_keypoint, (thresholds, np.asarray(avg)), errors)
+
+
+def _nme(
+    pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, split: CacheSplit, meta: DatasetMeta, gt_file: Path
+) -> MetricReport:
+    """Face landmarks' NME (MMPose's ``NME``, ``keypoint_distance``): errors over the ground-truth distance
+    of the meta's normalising pair (:data:`DEFAULT_NME_KEYPOINTS`, e.g. WFLW's outer eye corners), which
+    every val face must have labelled."""
+    if meta.name not in DEFAULT_NME_KEYPOINTS:
+        raise ValueError(
+            f"evaluate.metric is NME, but the meta {meta.name!r} has no normalising keypoint pair (NME is defined for "
+            f"{', '.join(sorted(DEFAULT_NME_KEYPOINTS))}); choose evaluate.metric AP, PCK, AUC or EPE"
+        )
+    evaluator = NMEEvaluator(meta)
+    assert evaluator.pair is not None
+    a, b = evaluator.pair
+    names = meta.keypoint_names
+    bad = np.flatnonzero(~(mask[:, a] & mask[:, b]))
+    if len(bad):
+        raise DataValidationError(
+            [
+                Problem(
+                    str(gt_file),
+                    f"annotation id={int(split.ann_id[i])}",
+                    "keypoints",
+                    f"NME needs {names[a]} and {names[b]} labelled (its normaliser), but they are not",
+                )
+                for i in bad
+            ],  # fmt: skip
+            hint="Label both joints of every val face, or choose another evaluate.metric.",
+        )
+    return evaluator.evaluate(pred, gt, mask)
 
 
 def coco_evaluator(gt_file: Path, meta: DatasetMeta, cfg: EvalConfig) -> CocoKeypointEvaluator:
