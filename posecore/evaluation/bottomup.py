@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from posecore.evaluation.coco import NO_AREA_FACTOR, CocoKeypointEvaluator, KeypointPredictions
 from posecore.evaluation.functional import pck_curve
 from posecore.evaluation.keypoint_metrics import AUCEvaluator, EPEEvaluator, PCKEvaluator
-from posecore.evaluation.topdown import EvalConfig, EvalResult, eval_mode, metric_names, normalized_inputs
+from posecore.evaluation.topdown import EvalConfig, EvalResult, coco_metrics, eval_mode, metric_names, normalized_inputs
 from posecore.metainfo import DatasetMeta
 from posecore.progress import Progress
 from posecore.transforms.geometry import invert_affine_numpy, transform_points_numpy
@@ -276,7 +276,7 @@ def score_bottomup(
     ``errors`` has one entry per person row of the split: the matched prediction's mean keypoint
     error in image pixels, +inf for a miss, NaN for a person that is not labelled.
     """
-    metrics = dict(bottomup_coco_evaluator(gt_file, meta, cfg).evaluate(preds))
+    metrics = coco_metrics(bottomup_coco_evaluator(gt_file, meta, cfg), preds)
     match = match_people(preds, split, meta)
     gt, mask = match.gt, match.gt.mask
     found = mask & match.matched[:, None]

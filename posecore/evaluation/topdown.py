@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from posecore.data.cache import CacheSplit
-from posecore.evaluation.coco import CocoKeypointEvaluator, KeypointPredictions
+from posecore.evaluation.coco import PARTS_BY_META, CocoKeypointEvaluator, KeypointPredictions
 from posecore.evaluation.functional import pck_curve
 from posecore.evaluation.keypoint_metrics import (
     DEFAULT_NME_KEYPOINTS,
@@ -203,7 +203,7 @@ def score_predictions(
     ``right_hip``) + AUC + EPE, with per-keypoint tables."""
     gt = image_keypoints(split)
     mask = split.visible > 0
-    metrics = dict(coco_evaluator(gt_file, meta, cfg).evaluate(preds.for_coco(split)))
+    metrics = coco_metrics(coco_evaluator(gt_file, meta, cfg), preds.for_coco(split))
     norms: list[NormItem] = ["bbox", *(["torso"] if set(TORSO_KEYPOINTS) <= set(meta.keypoint_names) else [])]
     reports: list[MetricReport] = [
         PCKEvaluator(meta, thr=cfg.pck_thr, norm_item=norms, torso_keypoints=TORSO_KEYPOINTS).evaluate(
@@ -228,6 +228,22 @@ def score_predictions(
     with np.errstate(invalid="ignore"):
         errors = np.where(mask.any(1), (dist * mask).sum(1) / np.maximum(mask.sum(1), 1), np.nan)
     return EvalResult(metrics, per_keypoint, (thresholds, np.asarray(avg)), errors)
+
+
+PART_STATS = ("AP", "AP .5", "AP .75", "AR")
+"""The stats kept per part (``<part>/AP``, ...) for metas scored per part."""
+
+
+def coco_metrics(evaluator: CocoKeypointEvaluator, preds: KeypointPredictions) -> dict[str, float]:
+    """The 10 COCO stats of ``preds``; for a meta with parts (:data:`~posecore.evaluation.coco.PARTS_BY_META`,
+    COCO-WholeBody) those of the whole skeleton, plus :data:`PART_STATS` per part as ``<part>/AP``, ..."""
+    parts = PARTS_BY_META.get(evaluator.meta.name)
+    if not parts:
+        return dict(evaluator.evaluate(preds))
+    by_part = evaluator.evaluate_parts(preds, parts)
+    metrics = dict(by_part.pop("wholebody"))
+    metrics.update({f"{part}/{k}": stats[k] for part, stats in by_part.items() for k in PART_STATS})
+    return metrics
 
 
 def _nme(

@@ -128,7 +128,7 @@ def score_with_boxes(
 
     Each image is read once; progress goes to the log as ``label``.
     """
-    from posecore.evaluation.topdown import BoxedScore, coco_evaluator, metric_names
+    from posecore.evaluation.topdown import BoxedScore, coco_evaluator, coco_metrics, metric_names
 
     parts: dict[str, list[KeypointPredictions]] = {name: [] for name in sources}
     with Progress(label, total=len(dataset.images), unit="img") as bar:
@@ -146,7 +146,7 @@ def score_with_boxes(
             if preds
             else KeypointPredictions(np.zeros(0), np.zeros((0, k, 2)), np.zeros((0, k)))
         )
-        out[name] = BoxedScore(metric_names(evaluator.evaluate(merged)), merged, len(merged.image_ids))
+        out[name] = BoxedScore(metric_names(coco_metrics(evaluator, merged)), merged, len(merged.image_ids))
     return out
 
 

@@ -273,3 +273,58 @@ def test_custom_schema_and_use_area(tmp_path: Path, use_area: bool, with_area: b
     thresholds = np.linspace(0.5, 0.95, 10)
     assert ap == pytest.approx(float(np.mean(thresholds < oks)), abs=1e-9)
     assert 0.0 < ap < 1.0
+
+
+# --- COCO-WholeBody per part (MMPose's CocoWholeBodyMetric) -----------------------------------------------
+
+WHOLEBODY_EXPECTED = {
+    # MMPose 1.3.2's CocoWholeBodyMetric (xtcocotools, part sigmas) on the same displaced ground truth of
+    # its sample test_coco_wholebody.json, printed by
+    # `$PEER/venv/bin/python benchmarks/_mmpose_wholebody_expectation.py ../shared/data/mmpose_samples/coco`.
+    "body": {"AP": 0.9316973125884017, "AP .5": 1.0, "AR": 0.95},
+    "foot": {"AP": 0.8514851485148516, "AP .5": 0.8514851485148514, "AR": 1.0},
+    "face": {"AP": 0.3647164716471647, "AP .5": 0.8424842484248423, "AP .75": 0.2574257425742574, "AR": 0.45},
+    "lefthand": {"AP": 0.3497376880545197, "AP .5": 0.4909990999099909, "AR": 0.78},
+    "righthand": {"AP": 0.5496463932107496, "AP .5": 0.6039603960396039, "AR": 0.9},
+    "wholebody": {"AP": 0.6936963696369637, "AP .75": 0.7079207920792079, "AR": 0.7749999999999999},
+}
+
+
+@pytest.mark.real_data
+def test_wholebody_parts_match_mmpose(shared_data: Path, tmp_path: Path) -> None:
+    from posecore.datasets.converters import SourceSpec, convert
+    from posecore.datasets.converters.coco_wholebody import PARTS, wholebody_keypoints
+    from posecore.evaluation.coco import PARTS_BY_META
+
+    root = shared_data / "mmpose_samples" / "coco"
+    spec = SourceSpec(
+        source="coco_wholebody", meta="coco_wholebody", root=str(root),
+        annotations={"all": "test_coco_wholebody.json"}, val_fraction=0.0,
+    )  # fmt: skip
+    convert(spec, tmp_path / "data")
+    raw = json.loads((root / "test_coco_wholebody.json").read_text())["annotations"]
+    anns = [a for a in raw if any(v > 0 for key, _ in PARTS for v in a[key][2::3])]
+    kps = np.asarray([wholebody_keypoints(a) for a in anns], np.float64).reshape(len(anns), 133, 3)[..., :2]
+    i = np.arange(len(anns) * 133).reshape(len(anns), 133)  # the peer script's offsets(n, k)
+    moved = kps + np.stack([(i * 7 % 13) - 6.0, (i * 5 % 11) - 5.0], axis=-1) * 0.5
+    preds = KeypointPredictions(
+        image_ids=np.asarray([a["image_id"] for a in anns]),
+        keypoints=moved,
+        keypoint_scores=np.ones((len(anns), 133)),
+        bbox_scores=np.ones(len(anns)),
+        areas=np.asarray([a["bbox"][2] * a["bbox"][3] for a in anns], np.float64),
+    )
+    meta = load_meta("coco_wholebody")
+    evaluator = CocoKeypointEvaluator(tmp_path / "data" / "annotations" / "train.json", meta)
+    out = evaluator.evaluate_parts(preds, PARTS_BY_META["coco_wholebody"])
+    assert list(out) == ["body", "foot", "face", "lefthand", "righthand", "wholebody"]
+    for part, expected in WHOLEBODY_EXPECTED.items():
+        for name, value in expected.items():
+            assert out[part][name] == pytest.approx(value, abs=1e-9), (part, name)
+    assert evaluator.last is not None and evaluator.last.stats["AP"] == out["wholebody"]["AP"]
+
+    from posecore.evaluation.topdown import coco_metrics, metric_names
+
+    reported = metric_names(coco_metrics(evaluator, preds))  # what metrics.json gets
+    assert reported["AP"] == out["wholebody"]["AP"] and reported["face/AP"] == out["face"]["AP"]
+    assert reported["lefthand/AP_.5"] == out["lefthand"]["AP .5"] and "righthand/AR" in reported
