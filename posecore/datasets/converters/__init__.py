@@ -53,12 +53,19 @@ def get_converter(name: str) -> ConverterFn:
 
 
 def convert(spec: SourceSpec, out_dir: str | Path) -> ConvertReport:
-    """Convert ``spec`` into the canonical dataset at ``out_dir`` (replaced atomically)."""
-    meta = load_meta(spec.meta)
-    raw = get_converter(spec.source)(spec, meta)
-    splits, dropped, dropped_problems = finalize_splits(raw, meta, spec)
-    counts = write_canonical(splits, meta, spec, Path(out_dir))
-    report = ConvertReport(Path(out_dir), counts, dropped, summarize(dropped_problems))
+    """Convert ``spec`` into the canonical dataset at ``out_dir`` (replaced atomically); with ``merge``
+    sources (``DataParams.merge``), all of them merged into one (:mod:`posecore.datasets.converters.merge`)."""
+    merge = getattr(spec, "merge", None)
+    if merge:
+        from posecore.datasets.converters.merge import convert_merged
+
+        report = convert_merged(spec, getattr(spec, "name", "") or spec.source, list(merge), Path(out_dir))
+    else:
+        meta = load_meta(spec.meta)
+        raw = get_converter(spec.source)(spec, meta)
+        splits, dropped, dropped_problems = finalize_splits(raw, meta, spec)
+        counts = write_canonical(splits, meta, spec, Path(out_dir))
+        report = ConvertReport(Path(out_dir), counts, dropped, summarize(dropped_problems))
     atomic_write_json(DatasetLayout(out_dir).report, report.to_dict(), indent=2)
     return report
 

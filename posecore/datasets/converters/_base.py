@@ -77,6 +77,8 @@ class ConvertReport:
     counts: dict[str, dict[str, int]]
     dropped: dict[str, int]
     dropped_reasons: dict[str, int]
+    #: Merged datasets (:mod:`posecore.datasets.converters.merge`): counts per source, then per split.
+    sources: dict[str, dict[str, dict[str, int]]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class ConvertReport:
             "counts": self.counts,
             "dropped": self.dropped,
             "dropped_reasons": self.dropped_reasons,
+            **({"sources": self.sources} if self.sources is not None else {}),
         }
 
 
@@ -239,9 +242,12 @@ def write_canonical(
         for name, split in splits.items():
             images = []
             for img in track(split.images, "convert", unit="img", prefix=f"write {name}"):
+                img = dict(img)
+                # "_src": the image's own file when the split's images come from several roots (merged sources)
+                src = Path(img.pop("_src")) if "_src" in img else split.image_root / img["file_name"]
                 dst_name = Path(name) / img["file_name"]
                 if not (layout.images_dir / dst_name).exists():  # several records may share one image file
-                    link_or_copy(split.image_root / img["file_name"], layout.images_dir / dst_name)
+                    link_or_copy(src, layout.images_dir / dst_name)
                 images.append({**img, "file_name": dst_name.as_posix()})
             annotations = [{k: v for k, v in a.items()} for a in split.annotations]
             doc = {

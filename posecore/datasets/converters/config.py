@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from posecore.datasets.converters._base import SourceSpec
-
-
-def _converter_names() -> list[str]:
-    from posecore.datasets.converters import available_converters  # the registry imports this package's modules
-
-    return available_converters()
+from posecore.datasets.converters.merge import MergeSource, converter_names
 
 
 @dataclass(frozen=True)
 class DataParams(SourceSpec):
     """The source dataset and where the canonical (converted) dataset goes (``stages/convert.py``)."""
 
-    source: str = field(default="synthetic", metadata={"choices": _converter_names})
+    source: str = field(default="synthetic", metadata={"choices": converter_names})
     out: str = "data/converted"
+    #: The primary source's label in a merged dataset's provenance (default: ``source``).
+    name: str = ""
+    #: More sources merged into the same canonical dataset, mapped to ``meta``'s keypoints
+    #: (:mod:`posecore.datasets.converters.merge`).
+    merge: list[MergeSource] = field(default_factory=list)
