@@ -18,14 +18,17 @@ from posecore.cli._commands import Runner, command
 KINDS = {"topdown": "top-down", "onestage": "one-stage"}
 """How each task (:data:`posecore.codecs.base.TASKS`) is shown."""
 
-_COLUMNS = ("preset", "kind", "input", "params", "codec", "backbone", "neck", "head")
+_COLUMNS = ("preset", "kind", "family", "input", "params", "codec", "backbone", "neck", "head")
 
 
-def preset_rows(meta_name: str = "coco") -> list[dict[str, Any]]:
-    """One row per preset, sorted by name, for a model with ``meta_name``'s keypoints.
+def preset_rows(meta_name: str | None = None) -> list[dict[str, Any]]:
+    """One row per preset, sorted by name, for a model with ``meta_name``'s keypoints (None: the meta
+    the preset names, ``coco`` when it names none).
 
     Keys: ``preset``; ``task`` (``topdown``/``onestage``, the codec class's) and ``kind`` (how it
-    reads: ``top-down``/``one-stage``); ``input_size`` [w, h]; ``params`` (trainable and frozen
+    reads: ``top-down``/``one-stage``); ``family`` (the preset's ``family:``, the keypoints it is
+    made for: body, hand, face, wholebody, animal; ``body`` when it says none) and ``meta`` (the meta
+    the parameters were counted with); ``input_size`` [w, h]; ``params`` (trainable and frozen
     parameters of the built model, an int); ``codec``, ``backbone``, ``neck`` and ``head`` (their
     registered names; ``neck`` None when there is none); ``error`` (None, or why the preset did
     not resolve or build: the fields found before that are kept).
@@ -33,18 +36,20 @@ def preset_rows(meta_name: str = "coco") -> list[dict[str, Any]]:
     from posecore.metainfo import load_meta
     from posecore.models.estimator import available_presets
 
-    meta = load_meta(meta_name)
-    return [_row(name, meta) for name in available_presets()]
+    return [_row(name, meta_name, load_meta) for name in available_presets()]
 
 
-def _row(name: str, meta: Any) -> dict[str, Any]:
+def _row(name: str, meta_name: str | None, load_meta: Any) -> dict[str, Any]:
     from posecore.codecs import codec_class
     from posecore.models.estimator import ModelSpec, build_estimator, load_preset
 
-    fields = ("task", "kind", "input_size", "params", "codec", "backbone", "neck", "head")
+    fields = ("task", "kind", "family", "meta", "input_size", "params", "codec", "backbone", "neck", "head")
     row: dict[str, Any] = {"preset": name, **dict.fromkeys(fields), "error": None}
     try:
         raw = load_preset(name) or {}
+        row["family"] = raw.get("family", "body")
+        row["meta"] = meta_name or raw.get("meta", "coco")
+        meta = load_meta(row["meta"])
         row["input_size"] = list(raw["input_size"]) if raw.get("input_size") else None
         for part in ("codec", "backbone", "neck", "head"):
             row[part] = (raw.get(part) or {}).get("name")
@@ -90,10 +95,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 @command("presets", help="list the model presets: kind (top-down / one-stage), input size, parameters, parts")
 def _presets(p: argparse.ArgumentParser) -> Runner:
     p.epilog = (
-        "Parameters are counted on the model built for --meta's keypoints, without pretrained weights. "
+        "Parameters are counted on the model built for the preset's own meta (family presets: their "
+        "family's; coco otherwise) or --meta's keypoints, without pretrained weights. "
         "Exit status 1 when a preset does not build (its row says why)."
     )
-    p.add_argument("--meta", default="coco", help="dataset meta name or YAML path (default: %(default)s)")
+    p.add_argument(
+        "--meta", default=None, help="count parameters for this meta's keypoints (default: each preset's own meta)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
 
     def run(args: argparse.Namespace) -> int:

@@ -48,7 +48,25 @@ def test_every_preset_file_is_listed_with_its_codecs_kind_and_parameters(
             raw["head"]["name"],
         )
         assert row["neck"] == (raw.get("neck") or {}).get("name")
+        assert (row["family"], row["meta"]) == (raw.get("family", "body"), raw.get("meta", "coco")), file.name
     assert code == 0
+
+
+def test_every_keypoint_family_has_an_rtmpose_preset_and_a_cpu_one(listed: tuple[int, list[dict[str, Any]]]) -> None:
+    """MMPose's RTMPose-m recipe per family (input size, SimCC sigmas) and a CPU-sized variant, each built
+    for its family's skeleton (e.g. 21 hand keypoints: the hand presets have fewer head parameters)."""
+    _, rows = listed
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_family.setdefault(row["family"], []).append(row)
+    for family in ("hand", "face", "wholebody", "animal"):
+        names = {r["preset"] for r in by_family[family]}
+        assert {f"rtmpose-m-{family}", f"lite0-{family}"} <= names, family
+    sizes = {r["preset"]: r["input_size"] for r in rows}
+    assert sizes["rtmpose-m-hand"] == sizes["rtmpose-m-face"] == sizes["rtmpose-m-animal"] == [256, 256]
+    assert sizes["rtmpose-m-wholebody"] == [192, 256]
+    params = {r["preset"]: r["params"] for r in rows}
+    assert params["rtmpose-m-face"] > params["rtmpose-m-hand"], "98 landmarks need more SimCC rows than 21"
 
 
 def test_both_kinds_read_as_words() -> None:
@@ -66,10 +84,12 @@ def test_a_broken_preset_keeps_its_row_with_the_error_and_fails_the_command(
     monkeypatch.setattr(estimator, "PRESET_DIR", tmp_path)
     assert main(["presets"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["preset", "kind", "input", "params", "codec", "backbone", "neck", "head"]
-    assert lines[1].split()[:4] == ["broken", "top-down", "64x48", "-"]
+    assert lines[0].split() == ["preset", "kind", "family", "input", "params", "codec", "backbone", "neck", "head"]
+    assert lines[1].split()[:5] == ["broken", "top-down", "body", "64x48", "-"]
     assert lines[2].startswith("  error: ") and "no_such_backbone" in lines[2]
-    assert lines[3].split()[:3] == [small, "top-down", "96x128"] and int(lines[3].split()[3].replace(",", "")) > 0
+    assert (
+        lines[3].split()[:4] == [small, "top-down", "body", "96x128"] and int(lines[3].split()[4].replace(",", "")) > 0
+    )
 
 
 def test_the_table_aligns_columns_and_right_aligns_parameters() -> None:
@@ -77,7 +97,7 @@ def test_the_table_aligns_columns_and_right_aligns_parameters() -> None:
         {"preset": "a", "kind": "top-down", "input_size": [192, 256], "params": 1234567, "codec": "simcc"},
         {"preset": "longer-name", "kind": "one-stage", "input_size": [640, 640], "params": 12, "codec": "yoloxpose"},
     ]
-    rows = [{"backbone": "b", "neck": None, "head": "h", "error": None, **r} for r in rows]
+    rows = [{"family": "body", "backbone": "b", "neck": None, "head": "h", "error": None, **r} for r in rows]
     header, first, second = format_table(rows).splitlines()
     assert header.index("kind") == first.index("top-down") == second.index("one-stage") == len("longer-name  ")
     params_end = header.index("params") + len("params")
