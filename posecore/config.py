@@ -176,6 +176,11 @@ def _check_cross(params: Params, errors: list[str]) -> None:
         errors.append(
             f"synth.min_people ({params.synth.min_people}) must be <= synth.max_people ({params.synth.max_people})"
         )
+    if params.data.source == "synthetic" and params.data.meta != params.synth.meta:
+        errors.append(
+            f"data.meta ({params.data.meta!r}) must equal synth.meta ({params.synth.meta!r}) when data.source is "
+            "'synthetic': the synth stage draws that skeleton"
+        )
     if params.data.source == "synthetic" and params.data.root != params.synth.out:
         errors.append(
             f"data.root ({params.data.root!r}) must equal synth.out ({params.synth.out!r}) when data.source is "

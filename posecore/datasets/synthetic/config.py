@@ -27,3 +27,7 @@ class SynthParams:
     max_people: int = field(default=2, metadata={"range": (1, 16)})
     occluders: bool = False
     workers: int = field(default=2, metadata={"range": (1, 256)})
+    #: The skeleton drawn: ``coco`` is the person renderer (people in scenes); any other meta with a
+    #: template (``posecore/metainfo/templates/``: hands, faces, animals, whole bodies, ...) draws
+    #: one figure of that skeleton per image (:mod:`posecore.datasets.synthetic.schema`).
+    meta: str = "coco"

@@ -9,6 +9,7 @@ previous dataset or nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,14 +22,16 @@ from posecore.datasets.layout import DatasetLayout
 from posecore.datasets.synthetic.annotate import PersonAnnotation, _keypoint_names
 from posecore.datasets.synthetic.config import SynthParams
 from posecore.datasets.synthetic.scene import SceneOptions, render_image
+from posecore.datasets.synthetic.schema import Template, load_template, render_figure
 from posecore.io import atomic_output_dir, atomic_write_json
-from posecore.metainfo import load_meta
+from posecore.metainfo import DatasetMeta, load_meta
 from posecore.progress import Progress
 
 SPLITS = ("train", "val")
 GENERATOR_VERSION = "2"
 """Written into each annotation file's ``info``; bump it whenever the same seed gives other output."""
 _JPEG_QUALITY = 90
+_WHAT = {"coco": "COCO-17 person keypoints"}
 
 
 @dataclass(frozen=True)
@@ -55,12 +58,22 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, SPLITS.index(split), index])
 
 
+@functools.cache
+def _schema(meta_name: str) -> tuple[DatasetMeta, Template]:
+    meta = load_meta(meta_name)
+    return meta, load_template(meta)
+
+
 def _render_job(job: _Job) -> list[PersonAnnotation]:
     p = job.params
-    options = SceneOptions(occluders=p.occluders)
-    image, anns = render_image(
-        image_rng(p.seed, job.split, job.index), p.width, p.height, p.min_people, p.max_people, options
-    )
+    rng = image_rng(p.seed, job.split, job.index)
+    if p.meta == "coco":
+        image, anns = render_image(
+            rng, p.width, p.height, p.min_people, p.max_people, SceneOptions(occluders=p.occluders)
+        )
+    else:
+        meta, template = _schema(p.meta)
+        image, anns = render_figure(rng, template, meta, p.width, p.height)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
     if not ok:
         raise RuntimeError(f"JPEG encoding of {job.split}/{job.file_name} failed")
@@ -101,8 +114,12 @@ def generate(params: SynthParams, out_dir: Path) -> dict[str, dict[str, int]]:
     if params.min_people > params.max_people:
         raise ValueError(f"min_people ({params.min_people}) must be <= max_people ({params.max_people})")
     sizes = {"train": params.n_train, "val": params.n_val}
-    category = load_meta("coco").coco_category()
-    _keypoint_names()
+    if params.meta == "coco":
+        category = load_meta("coco").coco_category()
+        _keypoint_names()
+    else:
+        meta, _ = _schema(params.meta)  # fails here, before any image, for a meta without a template
+        category = meta.coco_category()
     counts: dict[str, dict[str, int]] = {}
     with atomic_output_dir(out_dir) as tmp:
         layout = DatasetLayout(tmp)
@@ -124,7 +141,7 @@ def generate(params: SynthParams, out_dir: Path) -> dict[str, dict[str, int]]:
                     ann_id += 1
                     annotations.append(a.to_coco(ann_id, image_id))
             info = {
-                "description": f"posecore synthetic COCO-17 person keypoints ({split})",
+                "description": f"posecore synthetic {_WHAT.get(params.meta, params.meta + ' keypoints')} ({split})",
                 "version": GENERATOR_VERSION,
                 "seed": params.seed,
             }
