@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from posecore.datasets.converters._base import (
+    CONVERTERS,
     ConvertReport,
     RawSplit,
     SourceSpec,
@@ -43,10 +44,8 @@ __all__ = ["MergeSource", "convert_merged", "converter_names", "keypoint_mapping
 
 
 def converter_names() -> list[str]:
-    """The ``data.source`` choices (read when params are checked: the registry imports this package)."""
-    from posecore.datasets.converters import available_converters  # the registry imports this package's modules
-
-    return available_converters()
+    """The ``data.source`` choices (read when params are checked, once the package has registered every converter)."""
+    return CONVERTERS.names()
 
 
 @dataclass(frozen=True)
@@ -154,8 +153,6 @@ def convert_merged(primary: SourceSpec, name: str, extra: list[MergeSource], out
             [Problem("params.yaml", "data.merge", "name", f"source name {n!r} is used more than once") for n in dupes],
             hint="Give each merged source its own name (data.name for the primary, data.merge[i].name).",
         )
-    from posecore.datasets.converters import get_converter
-
     target = load_meta(primary.meta)
     mappings: list[list[int] | None] = [None]
     metas = [target]
@@ -167,7 +164,9 @@ def convert_merged(primary: SourceSpec, name: str, extra: list[MergeSource], out
     dropped_total = {"images": 0, "annotations": 0}
     dropped_problems: list[Problem] = []
     for spec, meta in zip([primary, *extra], metas, strict=True):
-        raw = get_converter(spec.source)(spec, meta)
+        if spec.source not in CONVERTERS:
+            raise ValueError(f"unknown data.source {spec.source!r}; choose one of: {', '.join(converter_names())}")
+        raw = CONVERTERS.get(spec.source)(spec, meta)
         splits, dropped, problems = finalize_splits(raw, meta, spec)
         parsed.append(splits)
         dropped_total = {k: dropped_total[k] + dropped[k] for k in dropped_total}
