@@ -2,6 +2,7 @@
 
 * :mod:`posecore.evaluation.functional` — vectorised numpy metrics and OKS-NMS (MMPose 1.x conventions);
 * :mod:`posecore.evaluation.coco` — :class:`CocoKeypointEvaluator` (rescoring, NMS, pycocotools);
+* :mod:`posecore.evaluation.parts` — AP per part of a skeleton (COCO-WholeBody), as MMPose's ``CocoWholeBodyMetric``;
 * :mod:`posecore.evaluation.keypoint_metrics` — split-level evaluators with per-keypoint tables;
 * :mod:`posecore.evaluation.reports` — per-keypoint and PCK-curve CSV writers;
 * :mod:`posecore.evaluation.topdown` — ``evaluate:`` params, the one prediction loop over a cached split

@@ -55,17 +55,6 @@ NmsMode = Literal["oks_nms", "soft_oks_nms", "none"]
 STATS_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)", "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
 NO_AREA_FACTOR = 0.53  # xtcocotools' box-area-to-object-area factor when ``use_area`` is off
 
-WHOLEBODY_PARTS: dict[str, tuple[int, int]] = {
-    "body": (0, 17),
-    "foot": (17, 23),
-    "face": (23, 91),
-    "lefthand": (91, 112),
-    "righthand": (112, 133),
-}
-"""COCO-WholeBody's parts as keypoint index ranges [start, stop) of the 133 (MMPose's ``CocoWholeBodyMetric``)."""
-
-PARTS_BY_META: dict[str, dict[str, tuple[int, int]]] = {"coco_wholebody": WHOLEBODY_PARTS}
-"""Metas scored per part as well as whole (:meth:`CocoKeypointEvaluator.evaluate_parts`)."""
 SOFT_NMS_MAX_DETS = 20
 
 
@@ -391,28 +380,6 @@ class CocoKeypointEvaluator:
         log.debug("pycocotools output:\n%s", text)
         return CocoEvalOutput(stats=stats, results=results, log=text)
 
-    def evaluate_parts(
-        self, predictions: PredictionInput, parts: dict[str, tuple[int, int]]
-    ) -> dict[str, dict[str, float]]:
-        """The 10 COCO stats of each part (keypoints ``[start, stop)``, the part's sigmas), as MMPose's
-        ``CocoWholeBodyMetric`` does with xtcocotools: the poses are rescored and NMS'd once on all
-        keypoints; per part, a person with no labelled keypoint of the part is ignored and a pose with
-        every keypoint of the part scored 0 is dropped. The whole skeleton's stats (``self.last``) are
-        under ``"wholebody"``."""
-        results = self.format_results(predictions)
-        out: dict[str, dict[str, float]] = {}
-        for name, (start, stop) in parts.items():
-            part = _PartEvaluator(self, start, stop)
-            sliced = []
-            for rec in results:
-                kps = rec["keypoints"][3 * start : 3 * stop]
-                if any(v > 0 for v in kps[2::3]):
-                    sliced.append({**rec, "keypoints": kps})
-            out[name] = dict(part.evaluate_results(sliced).stats)
-        self.last = self.evaluate_results(results)
-        out["wholebody"] = dict(self.last.stats)
-        return out
-
     def evaluate(self, predictions: PredictionInput) -> dict[str, float]:
         """The 10 COCO keypoint stats (``STATS_NAMES``) of the predictions; details in ``self.last``."""
         self.last = self.evaluate_results(self.format_results(predictions))
@@ -427,22 +394,3 @@ class CocoKeypointEvaluator:
         else:
             raise ValueError("nothing to write: pass predictions or call evaluate() first")
         return atomic_write_json(path, results)
-
-
-class _PartEvaluator(CocoKeypointEvaluator):
-    """``whole`` restricted to keypoints ``[start, stop)``: the ground truth sliced (``num_keypoints``
-    recounted for the part), the part's sigmas."""
-
-    def __init__(self, whole: CocoKeypointEvaluator, start: int, stop: int) -> None:
-        self.__dict__.update(whole.__dict__)
-        self.sigmas = whole.sigmas[start:stop]
-        doc = dict(whole.coco.dataset)
-        anns = []
-        for ann in doc.get("annotations", []):
-            kps = list(ann["keypoints"][3 * start : 3 * stop])
-            anns.append({**ann, "keypoints": kps, "num_keypoints": int(np.count_nonzero(np.asarray(kps[2::3]) > 0))})
-        doc["annotations"] = anns
-        self.coco = COCO()
-        self.coco.dataset = doc
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.coco.createIndex()

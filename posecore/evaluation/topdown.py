@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from posecore.data.cache import CacheSplit
-from posecore.evaluation.coco import PARTS_BY_META, CocoKeypointEvaluator, KeypointPredictions
+from posecore.evaluation.coco import CocoKeypointEvaluator, KeypointPredictions
 from posecore.evaluation.functional import pck_curve
 from posecore.evaluation.keypoint_metrics import (
     DEFAULT_NME_KEYPOINTS,
@@ -30,6 +30,7 @@ from posecore.evaluation.keypoint_metrics import (
     NormItem,
     PCKEvaluator,
 )
+from posecore.evaluation.parts import PARTS_BY_META, evaluate_parts
 from posecore.metainfo import DatasetMeta
 from posecore.progress import Progress
 from posecore.transforms.geometry import invert_affine, transform_points
@@ -235,12 +236,12 @@ PART_STATS = ("AP", "AP .5", "AP .75", "AR")
 
 
 def coco_metrics(evaluator: CocoKeypointEvaluator, preds: KeypointPredictions) -> dict[str, float]:
-    """The 10 COCO stats of ``preds``; for a meta with parts (:data:`~posecore.evaluation.coco.PARTS_BY_META`,
+    """The 10 COCO stats of ``preds``; for a meta with parts (:data:`~posecore.evaluation.parts.PARTS_BY_META`,
     COCO-WholeBody) those of the whole skeleton, plus :data:`PART_STATS` per part as ``<part>/AP``, ..."""
     parts = PARTS_BY_META.get(evaluator.meta.name)
     if not parts:
         return dict(evaluator.evaluate(preds))
-    by_part = evaluator.evaluate_parts(preds, parts)
+    by_part = evaluate_parts(evaluator, preds, parts)
     metrics = dict(by_part.pop("wholebody"))
     metrics.update({f"{part}/{k}": stats[k] for part, stats in by_part.items() for k in PART_STATS})
     return metrics

@@ -294,7 +294,7 @@ WHOLEBODY_EXPECTED = {
 def test_wholebody_parts_match_mmpose(shared_data: Path, tmp_path: Path) -> None:
     from posecore.datasets.converters import SourceSpec, convert
     from posecore.datasets.converters.coco_wholebody import PARTS, wholebody_keypoints
-    from posecore.evaluation.coco import PARTS_BY_META
+    from posecore.evaluation.parts import PARTS_BY_META, evaluate_parts
 
     root = shared_data / "mmpose_samples" / "coco"
     spec = SourceSpec(
@@ -316,7 +316,7 @@ def test_wholebody_parts_match_mmpose(shared_data: Path, tmp_path: Path) -> None
     )
     meta = load_meta("coco_wholebody")
     evaluator = CocoKeypointEvaluator(tmp_path / "data" / "annotations" / "train.json", meta)
-    out = evaluator.evaluate_parts(preds, PARTS_BY_META["coco_wholebody"])
+    out = evaluate_parts(evaluator, preds, PARTS_BY_META["coco_wholebody"])
     assert list(out) == ["body", "foot", "face", "lefthand", "righthand", "wholebody"]
     for part, expected in WHOLEBODY_EXPECTED.items():
         for name, value in expected.items():
