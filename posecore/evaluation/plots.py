@@ -21,7 +21,7 @@ from posecore.visualization import Poses, draw_label, draw_side_by_side, make_gr
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-RATIO_PREFIXES = ("OKS", "PCK", "tPCK", "AUC")
+RATIO_PREFIXES = ("OKS", "PCK", "tPCK", "AUC", "AP")
 """Per-keypoint columns in [0, 1] (higher is better), drawn as bars on one axis."""
 
 

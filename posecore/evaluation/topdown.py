@@ -8,6 +8,7 @@ inverse of each crop's warp, then scored against the split's ground-truth COCO f
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,10 +32,13 @@ from posecore.evaluation.keypoint_metrics import (
     PCKEvaluator,
 )
 from posecore.evaluation.parts import PARTS_BY_META, evaluate_parts
+from posecore.evaluation.posetrack import POSETRACK_PARTS, posetrack_ap, posetrack_frames
 from posecore.metainfo import DatasetMeta
 from posecore.progress import Progress
 from posecore.transforms.geometry import invert_affine, transform_points
 from posecore.validation import DataValidationError, Problem
+
+_LOG = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 TORSO_KEYPOINTS = ("left_shoulder", "right_hip")
@@ -204,7 +208,8 @@ def score_predictions(
     ``right_hip``) + AUC + EPE, with per-keypoint tables."""
     gt = image_keypoints(split)
     mask = split.visible > 0
-    metrics = coco_metrics(coco_evaluator(gt_file, meta, cfg), preds.for_coco(split))
+    evaluator = coco_evaluator(gt_file, meta, cfg)
+    metrics = coco_metrics(evaluator, preds.for_coco(split))
     norms: list[NormItem] = ["bbox", *(["torso"] if set(TORSO_KEYPOINTS) <= set(meta.keypoint_names) else [])]
     reports: list[MetricReport] = [
         PCKEvaluator(meta, thr=cfg.pck_thr, norm_item=norms, torso_keypoints=TORSO_KEYPOINTS).evaluate(
@@ -220,6 +225,12 @@ def score_predictions(
         metrics.update(report.metrics)
         for name, row in report.per_keypoint.items():
             per_keypoint[name].update(row)
+    if meta.name in POSETRACK_METAS and evaluator.last is not None and _has_head_boxes(evaluator.coco.dataset, gt_file):
+        pt = posetrack_metrics(evaluator.coco.dataset, evaluator.last.results, meta, gt_file)
+        metrics.update({f"posetrack/{part}": pt[part] for part in (*POSETRACK_PARTS, "AP")})
+        for name in meta.keypoint_names:
+            if name in pt:
+                per_keypoint[name]["AP_PCKh"] = pt[name]
     thresholds = np.round(np.linspace(0.0, 0.5, 51), 4)
     boxes = split.image_bbox
     sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
@@ -277,6 +288,38 @@ def _nme(
             hint="Label both joints of every val face, or choose another evaluate.metric.",
         )
     return evaluator.evaluate(pred, gt, mask)
+
+
+POSETRACK_METAS = ("posetrack18",)
+"""Metas whose reports add PoseTrack18's per-joint AP (``posetrack/<part>``, ``AP_PCKh`` per keypoint)."""
+
+
+def _has_head_boxes(gt_doc: dict, gt_file: Path) -> bool:
+    if all("bbox_head" in a for a in gt_doc.get("annotations", []) if not a.get("iscrowd")):
+        return True
+    _LOG.warning(
+        "%s has people without bbox_head: PoseTrack18 AP (posetrack/*) is skipped; convert with "
+        "data.source=posetrack18 to keep the head boxes",
+        gt_file,
+    )
+    return False
+
+
+def posetrack_metrics(gt_doc: dict, results: list[dict], meta: DatasetMeta, gt_file: Path) -> dict[str, float]:
+    """PoseTrack18's AP (:mod:`posecore.evaluation.posetrack`) of the post-NMS results, which needs the
+    head box of every val person (``data.source=posetrack18`` keeps it)."""
+    try:
+        frames = posetrack_frames(gt_doc, results, meta)
+    except KeyError as exc:
+        raise DataValidationError(
+            [
+                Problem(
+                    str(gt_file), f"annotation id={exc.args[0]}", "bbox_head", "missing (PoseTrack18 AP's head size)"
+                )
+            ],
+            hint="Convert PoseTrack18 with data.source=posetrack18, which keeps each person's bbox_head.",
+        ) from None
+    return posetrack_ap(frames, [n for part in POSETRACK_PARTS.values() for n in part])
 
 
 def coco_evaluator(gt_file: Path, meta: DatasetMeta, cfg: EvalConfig) -> CocoKeypointEvaluator:

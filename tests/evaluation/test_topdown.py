@@ -89,3 +89,31 @@ def test_nme_for_a_skeleton_without_a_normaliser_says_which_metrics_apply(tmp_pa
             SplitPredictions(gt, np.ones(split.visible.shape, np.float32)),
             split, Path(run.params.data.out) / "annotations" / "val.json", load_meta("coco"), cfg,
         )  # fmt: skip
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("source", ["posetrack18", "coco"])
+def test_posetrack_ap_in_the_report_when_head_boxes_are_kept(shared_data: Path, tmp_path: Path, source: str) -> None:
+    root = shared_data / "mmpose_samples" / "posetrack18"
+    ann = "annotations/test_posetrack18_val.json"
+    spec = SourceSpec(
+        source=source, meta="posetrack18", root=str(root), annotations={"train": ann, "val": ann}, images={}
+    )
+    convert(spec, tmp_path / "data")
+    codec = tiny.spec().build_codec()
+    build_cache(tmp_path / "data", tmp_path / "cache", EncodeParams(out=str(tmp_path / "cache"), workers=1), codec)
+    split = open_cache(tmp_path / "cache")["val"]
+    gt = image_keypoints(split).astype(np.float32)
+    scores = (split.visible > 0).astype(np.float32)
+    meta = load_meta("posetrack18")
+    result = score_predictions(
+        SplitPredictions(gt, scores), split, tmp_path / "data/annotations/val.json", meta, EvalConfig()
+    )
+    if source == "coco":  # the generic converter drops bbox_head: no PoseTrack AP, the rest as usual
+        assert not any(k.startswith("posetrack/") for k in result.metrics)
+        assert result.metrics["AP"] == pytest.approx(1.0)
+        return
+    for part in ("Head", "Shou", "Elb", "Wri", "Hip", "Knee", "Ankl", "AP"):
+        assert result.metrics[f"posetrack/{part}"] == pytest.approx(1.0, abs=1e-6), part
+    assert result.per_keypoint["head_top"]["AP_PCKh"] == pytest.approx(1.0)
+    assert "AP_PCKh" not in result.per_keypoint["left_ear"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posecore.datasets.converters import aic, coco, coco_wholebody, crowdpose, dlc, lsp, mpii
+from posecore.datasets.converters import aic, coco, coco_wholebody, crowdpose, dlc, lsp, mpii, posetrack18
 from posecore.datasets.converters._base import (
     CONVERTERS,
     ConverterFn,
@@ -34,7 +34,16 @@ from posecore.io import atomic_write_json
 from posecore.metainfo import load_meta
 from posecore.validation import summarize
 
-_BUILTIN = (aic, coco, coco_wholebody, crowdpose, dlc, lsp, mpii)  # importing a module registers its converter
+_BUILTIN = (
+    aic,
+    coco,
+    coco_wholebody,
+    crowdpose,
+    dlc,
+    lsp,
+    mpii,
+    posetrack18,
+)  # importing a module registers its converter
 
 
 def default_meta(name: str) -> str:

@@ -124,6 +124,7 @@ def parse_coco_file(
     meta: DatasetMeta,
     image_extras: Iterable[str] = (),
     read_keypoints: KeypointReader = body_keypoints,
+    annotation_extras: Iterable[str] = (),
 ) -> RawSplit:
     """One COCO-style keypoint file as a :class:`RawSplit` (``file_name`` relative to ``image_root``)."""
     file = str(ann_file)
@@ -172,7 +173,7 @@ def parse_coco_file(
             problems.append(Problem(file, f"annotation id={aid} [annotations[{i}]]", exc.field, exc.message))
             raw.omitted += 1
             continue
-        out = {key: ann[key] for key in ANNOTATION_KEYS if key in ann}
+        out = {key: ann[key] for key in (*ANNOTATION_KEYS, *annotation_extras) if key in ann}
         out["keypoints"] = _normalise_flags(keypoints)
         out["category_id"] = 1
         raw.annotations.append(out)
@@ -188,6 +189,7 @@ def parse_coco_layout(
     default_images: dict[str, str],
     image_extras: Iterable[str] = (),
     read_keypoints: KeypointReader = body_keypoints,
+    annotation_extras: Iterable[str] = (),
 ) -> list[RawSplit]:
     """Every split of a COCO-style source: ``spec``'s files, else the format's default layout.
 
@@ -199,7 +201,9 @@ def parse_coco_layout(
     splits = []
     for name in annotations:
         image_root = Path(spec.root) / images.get(name, images.get("all", "."))
-        splits.append(parse_coco_file(annotations[name], image_root, name, meta, image_extras, read_keypoints))
+        splits.append(
+            parse_coco_file(annotations[name], image_root, name, meta, image_extras, read_keypoints, annotation_extras)
+        )
     return splits
 
 
