@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from posecore.datasets.converters import SourceSpec, convert
 from posecore.evaluation.coco import CocoKeypointEvaluator, KeypointPredictions
 from posecore.evaluation.keypoint_metrics import EPEEvaluator, NMEEvaluator, PCKEvaluator
 from posecore.metainfo import load_meta
+from posecore.visualization.browse import browse
 
 # meta -> (folder under mmpose_samples, annotation file, image folder, family)
 SAMPLES: dict[str, tuple[str, str, str, str]] = {
@@ -83,6 +85,12 @@ def test_converts_by_params_and_ground_truth_scores_perfectly(
             assert NMEEvaluator(meta).evaluate(kp, kp, mask).metrics["NME"] == 0.0
             moved = kp + np.asarray([1.0, 0.0])
             assert NMEEvaluator(meta).evaluate(moved, kp, mask).metrics["NME"] > 0.0
+        # `posecore browse` draws every family: whole images and person crops
+        for mode in ("image", "instance"):
+            pngs = browse(tmp_path / "data", tmp_path / "browse" / mode, split=split, n=2, mode=mode)  # type: ignore[arg-type]
+            assert pngs and all(p.is_file() for p in pngs), (split, mode)
+            drawn = np.asarray(Image.open(pngs[0]))
+            assert drawn.ndim == 3 and drawn.std() > 0
     assert scored > 0
 
 
