@@ -29,6 +29,7 @@ EXPECTED_COUNTS = {
     "cofw": 29,
     "crowdpose": 14,
     "freihand": 21,
+    "h36m": 17,
     "halpe": 136,
     "halpe26": 26,
     "lsp": 14,
@@ -122,6 +123,22 @@ def test_wholebody_starts_with_coco_and_has_its_published_body_sigmas() -> None:
 
 def test_halpe26_is_the_body_part_of_halpe() -> None:
     assert load_meta("halpe26").keypoint_names == load_meta("halpe").keypoint_names[:26]
+
+
+def test_h36m_is_mmpose_1x_order_with_the_right_leg_first() -> None:
+    meta = load_meta("h36m")
+    assert meta.keypoint_names[:7] == [
+        "root",
+        "right_hip",
+        "right_knee",
+        "right_foot",
+        "left_hip",
+        "left_knee",
+        "left_foot",
+    ]
+    assert meta.flip_pairs == [(1, 4), (2, 5), (3, 6), (11, 14), (12, 15), (13, 16)]
+    assert meta.lower_body_ids == list(range(7))
+    assert len(meta.skeleton) == 16 and set(meta.joint_weights) == {1.0}
 
 
 def test_hands_have_no_flip_pairs_and_a_wrist_rooted_skeleton() -> None:
