@@ -163,28 +163,39 @@ def _similarity_align(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return scale[:, None, None] * rotated + mu_t
 
 
+def align_keypoints(pred: np.ndarray, gt: np.ndarray, alignment: Alignment = "none") -> np.ndarray:
+    """``pred`` (N, K, C) mapped onto ``gt`` (N, K, C) instance by instance; float64 (N, K, C).
+
+    ``alignment``: ``'none'`` (a copy); ``'scale'``, the least-squares scale
+    ``<pred, gt> / <pred, pred>`` (N-MPJPE; a scale of 1 for an all-zero ``pred``);
+    ``'procrustes'`` (P-MPJPE), the least-squares similarity transform (rotation, translation,
+    scale). As in MMPose each transform is fitted on all K keypoints of an instance.
+    """
+    pred = np.array(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.ndim != 3 or pred.shape != gt.shape:
+        raise ValueError(f"pred and gt must both be (N, K, C) arrays of one shape, got {pred.shape} and {gt.shape}")
+    if alignment == "none":
+        return pred
+    if alignment == "scale":
+        pp = np.einsum("nkc,nkc->n", pred, pred)
+        pg = np.einsum("nkc,nkc->n", pred, gt)
+        return pred * np.divide(pg, pp, out=np.ones_like(pp), where=pp > 0)[:, None, None]
+    if alignment == "procrustes":
+        return _similarity_align(pred, gt)
+    raise ValueError(f"alignment must be 'none', 'scale' or 'procrustes', got {alignment!r}")
+
+
 def keypoint_mpjpe(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray, alignment: Alignment = "none") -> float:
     """Mean per-joint position error over the unmasked keypoints, after an optional alignment.
 
-    pred, gt (N, K, C) (C = 3 for 3-D poses); mask (N, K). ``alignment``: ``'none'``;
-    ``'scale'``, the least-squares scale of ``pred`` onto ``gt``; ``'procrustes'`` (P-MPJPE),
-    the least-squares similarity transform. As in MMPose the alignment is fitted on all K
-    keypoints of an instance, masked or not.
+    pred, gt (N, K, C) (C = 3 for 3-D poses); mask (N, K). ``alignment`` as in
+    :func:`align_keypoints`: fitted on all K keypoints of an instance, masked or not (MMPose).
     """
     pred, gt, mask = _check_coords(pred, gt, mask)
     if not mask.any():
         raise ValueError("keypoint_mpjpe needs at least one unmasked keypoint")
-    if alignment == "none":
-        pass
-    elif alignment == "scale":
-        pp = np.einsum("nkc,nkc->n", pred, pred)
-        pg = np.einsum("nkc,nkc->n", pred, gt)
-        pred = pred * np.divide(pg, pp, out=np.ones_like(pp), where=pp > 0)[:, None, None]
-    elif alignment == "procrustes":
-        pred = _similarity_align(pred, gt)
-    else:
-        raise ValueError(f"alignment must be 'none', 'scale' or 'procrustes', got {alignment!r}")
-    return float(np.linalg.norm(pred - gt, axis=-1)[mask].mean())
+    return float(np.linalg.norm(align_keypoints(pred, gt, alignment) - gt, axis=-1)[mask].mean())
 
 
 def heatmap_maximum(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

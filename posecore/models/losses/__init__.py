@@ -7,7 +7,9 @@ Shapes by family (B instances, K keypoints):
   keypoint's weight covers its m channels);
 - ``kl_discret``: SimCC logits / labels (B, K, L) for one axis (a head adds the x and y terms);
 - regression losses (``smooth_l1``, ``wing``): normalised coords (B, K, D);
-- ``rle``: pred (B, K, 4) = coords (B, K, 2) then sigmas (B, K, 2) in (0, 1), target coords (B, K, 2).
+- ``rle``: pred (B, K, 4) = coords (B, K, 2) then sigmas (B, K, 2) in (0, 1), target coords (B, K, 2);
+- lifting losses (``mpjpe``, ``mpjpe_velocity``, in :mod:`.lifting`): 3D joints (B, K, 3), or
+  sequences (B, T, K, 3) with weights (B, K) for the whole sequence or (B, T, K) per frame.
 
 Detection losses of one-stage heads (``iou``, ``oks``, ``bce``, in :mod:`.detection`) take
 per-instance tensors of any leading shape and differ in signature: ``iou`` boxes (..., 4) xyxy
@@ -22,15 +24,17 @@ contributes nothing.
 To add a loss: write an ``nn.Module`` with that ``forward`` in a module of this package,
 decorate the class with ``@LOSSES.register("name")``, import the module below, and add an input
 recipe for it in ``tests/models/losses/test_losses.py`` (the registry-driven tests then check it
-is finite, differentiable and ignores zero-weight keypoints).
+is finite, differentiable and ignores zero-weight keypoints; a loss whose keypoint axis is not
+dimension 1, like a sequence loss's (B, T, K, D), also names where keypoint (0, 1) sits there).
 """
 
 from __future__ import annotations
 
-from . import classification, detection, heatmap, regression  # noqa: F401  (registers the losses)
+from . import classification, detection, heatmap, lifting, regression  # noqa: F401  (registers the losses)
 from .classification import KLDiscretLoss
 from .detection import BCELoss, IoULoss, OKSLoss
 from .heatmap import AdaptiveWingLoss, FocalHeatmapLoss, KeypointMSELoss, KeypointOHKMMSELoss
+from .lifting import MPJPELoss, MPJPEVelocityJointLoss
 from .regression import RealNVP, RLELoss, SmoothL1Loss, WingLoss
 
 __all__ = [
@@ -41,6 +45,8 @@ __all__ = [
     "KLDiscretLoss",
     "KeypointMSELoss",
     "KeypointOHKMMSELoss",
+    "MPJPELoss",
+    "MPJPEVelocityJointLoss",
     "OKSLoss",
     "RLELoss",
     "RealNVP",

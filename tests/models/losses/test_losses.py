@@ -59,6 +59,15 @@ def _logits(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(B, K, generator=g), torch.rand(B, K, generator=g)
 
 
+def _joints3d(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(B, K, 3, generator=g) * 100, torch.randn(B, K, 3, generator=g) * 100
+
+
+def _sequences3d(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """B sequences of T = 3 frames of K 3D joints (B, T, K, 3); weights (B, K) hold for every frame."""
+    return torch.randn(B, 3, K, 3, generator=g) * 100, torch.randn(B, 3, K, 3, generator=g) * 100
+
+
 #: Inputs (pred, target) for each registered loss; weights are (B, K).
 INPUTS: dict[str, Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]] = {
     "keypoint_mse": _heatmaps,
@@ -72,8 +81,12 @@ INPUTS: dict[str, Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
     "iou": _boxes,  # B x K boxes, a weight each
     "oks": _coords,  # B instances of K keypoints, weights = visibility
     "bce": _logits,
+    "mpjpe": _joints3d,
+    "mpjpe_velocity": _sequences3d,
 }
 OPTIONS = {"keypoint_ohkm_mse": {"topk": 2}}
+#: Where keypoint (0, 1) of the (B, K) weights sits in pred, for losses whose keypoint axis is not 1.
+KEYPOINT_INDEX: dict[str, tuple[int | slice, ...]] = {"mpjpe_velocity": (0, slice(None), 1)}
 
 
 def _build(name: str, **kwargs):
@@ -112,7 +125,8 @@ def test_zero_weight_keypoint_does_not_contribute(name):
     weights = torch.ones(B, K)
     weights[0, 1] = 0
     other = pred.clone()
-    other[0, 1] = other[0, 1] * 0.5 + 0.3  # a different prediction for the ignored keypoint
+    at = KEYPOINT_INDEX.get(name, (0, 1))
+    other[at] = other[at] * 0.5 + 0.3  # a different prediction for the ignored keypoint
     loss = _build(name)
     torch.testing.assert_close(loss(pred, target, weights), loss(other, target, weights))
 
