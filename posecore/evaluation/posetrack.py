@@ -77,16 +77,17 @@ def _ignored(points: np.ndarray, polygons: Sequence[np.ndarray]) -> np.ndarray:
     return out
 
 
-def frame_detections(frame: PoseTrackFrame, thr: float = PCKH_THR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The frame's joint detections: ``scores`` (P, J), ``labels`` (P, J) bool (true positives) and
-    ``valid`` (P, J) bool (a predicted joint that counts), plus nothing for frames without
-    predictions; the number of positives per joint is ``labelled.sum(0)`` after ignore regions."""
+def frame_detections(
+    frame: PoseTrackFrame, thr: float = PCKH_THR
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The frame's joint detections after its ignore regions: ``scores`` (P, J), ``labels`` (P, J)
+    bool (true positives), ``valid`` (P, J) bool (a predicted joint that counts), and the number of
+    labelled joints (J,), the positives."""
     gt, labelled = frame.gt, frame.labelled.copy()
     pred, has_pred = frame.pred, frame.has_pred.copy()
     if frame.ignore:
         labelled &= ~_ignored(gt.reshape(-1, 2), frame.ignore).reshape(labelled.shape)
         has_pred &= ~_ignored(pred.reshape(-1, 2), frame.ignore).reshape(has_pred.shape)
-    frame.labelled = labelled
     keep = has_pred.any(1)
     pred, has_pred, scores = pred[keep], has_pred[keep], frame.scores[keep]
     num_p, num_g = len(pred), len(gt)
@@ -103,7 +104,7 @@ def frame_detections(frame: PoseTrackFrame, thr: float = PCKH_THR) -> tuple[np.n
         taken = only_best.max(0) > 0
         for g in np.flatnonzero(taken):
             labels[taker[g]] = match[taker[g], g]
-    return scores, labels & has_pred, has_pred
+    return scores, labels & has_pred, has_pred, labelled.sum(0)
 
 
 def voc_ap(scores: np.ndarray, labels: np.ndarray, positives: int) -> float:
@@ -130,8 +131,8 @@ def posetrack_ap(frames: Sequence[PoseTrackFrame], joint_names: Sequence[str]) -
     pooled: dict[int, list[tuple[np.ndarray, np.ndarray]]] = defaultdict(list)
     positives = np.zeros(len(joint_names), dtype=np.int64)
     for frame in frames:
-        scores, labels, valid = frame_detections(frame)
-        positives += frame.labelled.sum(0)
+        scores, labels, valid, labelled = frame_detections(frame)
+        positives += labelled
         for j in range(len(joint_names)):
             pooled[j].append((scores[valid[:, j], j], labels[valid[:, j], j]))
     per_joint: dict[str, float] = {}
