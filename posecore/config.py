@@ -32,6 +32,7 @@ from posecore.data.config import EncodeParams
 from posecore.datasets.converters.config import DataParams
 from posecore.datasets.synthetic.config import SynthParams
 from posecore.engine.config import TrainConfig, check_train_config
+from posecore.engine.lifting import LiftParams
 from posecore.errors import UserError
 from posecore.evaluation.topdown import EvalConfig
 from posecore.experiment import TrackingConfig
@@ -66,6 +67,7 @@ class Params:
     export: ExportConfig = field(default_factory=ExportConfig)
     register: RegisterConfig = field(default_factory=RegisterConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    lift: LiftParams = field(default_factory=LiftParams)
 
 
 def _type_name(tp: Any) -> str:
@@ -168,7 +170,11 @@ def _build(cls: type[T], raw: Any, prefix: str, errors: list[str]) -> T:
                 errors.append(f"{key}: {value!r} is not allowed; allowed values: {', '.join(map(str, allowed))}")
                 continue
         kwargs[f.name] = value
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a section's own cross-field check (__post_init__)
+        errors.append(f"{prefix or 'params'}: {exc}")
+        return cls()
 
 
 def _check_cross(params: Params, errors: list[str]) -> None:
@@ -197,6 +203,15 @@ def _check_cross(params: Params, errors: list[str]) -> None:
         except (ValueError, TypeError) as exc:
             errors.append(f"model.codec: {exc}")
     errors.extend(check_train_config(params.train))
+    errors.extend(check_train_config(params.lift.train, "lift.train"))
+    lift_meta = params.lift.meta
+    if not (lift_meta.endswith((".yaml", ".yml")) or lift_meta in available_metas()):
+        errors.append(f"lift.meta: {lift_meta!r} is not a known dataset meta; allowed: h36m or a path to a .yaml file")
+    if params.lift.source == "h36m" and not (params.lift.root and params.lift.annotations and params.lift.cameras):
+        errors.append(
+            "lift.source is 'h36m': set lift.root, lift.annotations ({train: FILE.npz, val: FILE.npz}) and "
+            "lift.cameras (the camera JSON), relative to lift.root"
+        )
     meta = params.data.meta
     if not (meta.endswith((".yaml", ".yml")) or meta in available_metas()):
         errors.append(

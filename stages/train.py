@@ -36,7 +36,7 @@ from posecore.data.images import CachedImageData
 from posecore.datasets.layout import DatasetLayout
 from posecore.engine import FitResult, fit
 from posecore.engine.distributed import get_rank, launch, launched_by_torchrun, session
-from posecore.engine.history import History, write_history
+from posecore.engine.history import History, finish_training_run
 from posecore.engine.seed import seed_everything
 from posecore.engine.step import TrainData, ValidateFn
 from posecore.evaluation.bottomup import make_bottomup_validator
@@ -170,12 +170,7 @@ def run(params: Params, resume: Path | None = None, device: str | None = None) -
         if get_rank() != 0:
             return TrainOutputs(out, result, None)
         model_json, meta_yaml = write_model_description(out, spec, meta.name, layout.meta)
-        history_csv, metrics_json = write_history(out, history, result, params.evaluate.metric)
-        logger.log_metrics({f"best/{params.evaluate.metric}": float(result.best_metric or 0.0)}, result.global_step)
-        for path in (model_json, history_csv, metrics_json, meta_yaml):
-            logger.log_artifact(path)
-        if result.best is not None:
-            logger.log_artifact(result.best)
+        finish_training_run(logger, out, history, result, params.evaluate.metric, [model_json, meta_yaml])
         return TrainOutputs(out, result, getattr(logger, "run_id", None))
 
 

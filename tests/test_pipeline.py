@@ -52,6 +52,9 @@ def test_repro_runs_then_skips(pipeline_repo: Path) -> None:
     assert (pipeline_repo / "models/bundle/model.onnx").is_file()
     registered = json.loads((pipeline_repo / "reports/register.json").read_text())
     assert registered["decision"] == "promoted", registered  # the first version becomes champion
+    lifted = json.loads((pipeline_repo / "reports/lift/metrics.json").read_text())
+    assert lifted["lifter"] == "videopose3d" and lifted["baseline/lifter"] == "simplebaseline3d"
+    assert lifted["MPJPE"] > 0 and lifted["baseline/MPJPE"] > 0 and lifted["frames"] > 0
 
     second = _run(["dvc", "repro"], pipeline_repo)
     assert _ran(second.stdout) == set(), second.stdout

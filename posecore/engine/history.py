@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +73,16 @@ def write_history(out: Path, history: History, result: FitResult, metric_name: s
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
     }
     return history_file, atomic_write_json(out / SUMMARY_FILE, summary, indent=2)
+
+
+def finish_training_run(
+    logger: TrainLogger, out: Path, history: History, result: FitResult, metric_name: str, files: Sequence[Path] = ()
+) -> None:
+    """Write the history files (:func:`write_history`) and log them, ``files`` (the model's description),
+    best.pt and ``best/<metric_name>`` to the training run."""
+    history_csv, metrics_json = write_history(out, history, result, metric_name)
+    logger.log_metrics({f"best/{metric_name}": float(result.best_metric or 0.0)}, result.global_step)
+    for path in (*files, history_csv, metrics_json):
+        logger.log_artifact(path)
+    if result.best is not None:
+        logger.log_artifact(result.best)

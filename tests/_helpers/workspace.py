@@ -47,6 +47,13 @@ def tiny_params(repo: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     params["model"].update(preset="synthetic-lite0", input_size=[64, 64], backbone={"name": "mobilenetv3_small"})
     params["train"].update(epochs=1, global_batch_size=4, batch_size_per_device=4, num_workers=0, warmup_iters=1)
     params["train"].update(val_interval=1, progress=False, log_interval=1)
+    lift = params["lift"]  # the 3D stage group: 2 + 2 short sequences, 16-channel lifters, one epoch
+    lift["synth"].update(n_subjects_train=1, n_subjects_val=1, sequences_per_subject=2, frames_min=30, frames_max=40)
+    lift["synth"].update(cameras_per_sequence=1, n_cameras_train=1, n_cameras_val=1)
+    lift["model"].update(channels=16, receptive_field=9)
+    lift["baseline"].update(channels=16)
+    lift["baseline_epochs"] = 1
+    lift["train"].update(epochs=1, global_batch_size=16, batch_size_per_device=16, warmup_iters=1, progress=False)
     for section, values in sections.items():
         params.setdefault(section, {}).update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
