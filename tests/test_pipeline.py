@@ -55,6 +55,9 @@ def test_repro_runs_then_skips(pipeline_repo: Path) -> None:
     lifted = json.loads((pipeline_repo / "reports/lift/metrics.json").read_text())
     assert lifted["lifter"] == "videopose3d" and lifted["baseline/lifter"] == "simplebaseline3d"
     assert lifted["MPJPE"] > 0 and lifted["baseline/MPJPE"] > 0 and lifted["frames"] > 0
+    assert (pipeline_repo / "models/lift_bundle/model.onnx").is_file()
+    lift_registered = json.loads((pipeline_repo / "reports/lift_register.json").read_text())
+    assert lift_registered["model_name"] == "posecore-pose-lifting" and lift_registered["decision"] == "promoted"
 
     second = _run(["dvc", "repro"], pipeline_repo)
     assert _ran(second.stdout) == set(), second.stdout

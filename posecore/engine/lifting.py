@@ -98,6 +98,10 @@ class LiftParams:
     flip_test: bool = True
     train: LiftTrainConfig = field(default_factory=LiftTrainConfig)
     out: str = "reports/lift"
+    bundle: str = "models/lift_bundle"
+    parity_atol_mm: float = field(default=0.1, metadata={"range": (0.0, 1e6)})
+    export_metrics: str = "reports/lift_export.json"
+    register_out: str = "reports/lift_register.json"
 
 
 def write_lifter_description(out: Path, lifter: LifterParams, meta: DatasetMeta) -> Path:
@@ -108,6 +112,7 @@ def write_lifter_description(out: Path, lifter: LifterParams, meta: DatasetMeta)
         "meta": meta.name,
         "keypoints": list(meta.keypoint_names),
         "flip_indices": list(meta.flip_indices),
+        "skeleton": [list(link) for link in meta.skeleton_indices],
     }
     return atomic_write_json(out / LIFT_MODEL_JSON, described, indent=2)
 

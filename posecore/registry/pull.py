@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from posecore.export.lift_bundle import is_lift_bundle, lift_bundle_files
 from posecore.registry.bundle import BUNDLE_ARTIFACT, read_bundle, sha256_file
 from posecore.registry.config import LOWER_IS_BETTER, RegistryError, registered_model_name
 from posecore.registry.tags import (
@@ -135,7 +136,10 @@ def pull(model_ref: str, out_dir: str | Path, *, client: MlflowClient | None = N
         )
         src = Path(local)
         try:
-            read_bundle(src)
+            if is_lift_bundle(src):
+                lift_bundle_files(src)  # a lifter's bundle (posecore.registry.lift)
+            else:
+                read_bundle(src)
         except (FileNotFoundError, ValueError) as exc:
             raise RegistryError(
                 f"{mv.name} version {mv.version} holds no valid posecore bundle under {BUNDLE_ARTIFACT} ({exc}); "

@@ -7,13 +7,20 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 import tiny_model as tiny  # tests/_helpers (put on sys.path by tests/conftest.py)
 from mlflow import MlflowClient
 
 from posecore.config import parse_params
+from posecore.data.lifting import encode_sequences
 from posecore.datasets.pose3d.format import load_sequences
-from stages import data3d, evaluate3d, train3d
+from posecore.engine.lifting import load_trained_lifter
+from posecore.evaluation.lifting import predict_sequences
+from posecore.export.lift_bundle import LiftBundleInfo, LiftRuntime
+from posecore.registry.pull import pull
+from stages import data3d, evaluate3d, export3d, register3d, train3d
 
 H36M = "mmpose_samples/h36m"
 
@@ -125,3 +132,45 @@ def test_data3d_converts_human36m_files(shared_data: Path, tmp_path: Path) -> No
     with pytest.raises(ValueError, match="must name exactly the splits"):
         data3d.run(bad.lift)
     assert not (tmp_path / "bad" / "motion3d").exists()
+
+
+def test_export3d_and_register3d_ship_a_lifter_users_can_pull_and_run(lifted, tmp_path: Path) -> None:
+    root, *_ = lifted
+    raw_lift = {
+        "bundle": str(root / "bundle"),
+        "export_metrics": str(root / "export.json"),
+        "register_out": str(root / "register.json"),
+    }
+    params = _params(root, **raw_lift)
+    report = export3d.run(params)
+    assert report["parity_max_abs_mm"] <= params.lift.parity_atol_mm and report["parity_frames"] > 0
+    info = LiftBundleInfo.read(root / "bundle")
+    assert info.temporal and info.receptive_field == 9 and info.provenance["metrics"]["MPJPE"] > 0
+
+    first = register3d.run(params)
+    assert first["model_name"] == "posecore-pose-lifting" and first["decision"] == "promoted"
+    second = register3d.run(params)  # the same model again: not better, not promoted
+    assert second["decision"] == "rejected" and second["champion_version"] == first["version"]
+
+    client = MlflowClient(params.tracking.tracking_uri)
+    pulled = tmp_path / "pulled"
+    pull("posecore-pose-lifting@champion", pulled, client=client)
+    seq = load_sequences(root / "motion3d" / "val")[0]
+    joints = LiftRuntime(pulled).lift(seq.keypoints_2d, seq.scores_2d, (seq.camera.width, seq.camera.height))
+    lifter, described = load_trained_lifter(root / "lift")
+    expected = predict_sequences(lifter, encode_sequences(lifter.codec, [seq]), described["flip_indices"])
+    np.testing.assert_allclose(joints, expected.numpy(), atol=params.lift.parity_atol_mm)
+
+    mlflow.set_tracking_uri(params.tracking.tracking_uri)
+    served = mlflow.pyfunc.load_model("models:/posecore-pose-lifting@champion")
+    frame = pd.DataFrame(
+        {
+            "keypoints": [seq.keypoints_2d.tolist()],
+            "image_width": [float(seq.camera.width)],
+            "image_height": [float(seq.camera.height)],
+        }
+    )
+    out = np.asarray(served.predict(frame)["joints_3d"][0])
+    no_scores = LiftRuntime(pulled).lift(seq.keypoints_2d, None, (seq.camera.width, seq.camera.height))
+    np.testing.assert_allclose(out, no_scores, atol=1e-3)
+    mlflow.set_tracking_uri("")
