@@ -132,17 +132,41 @@ def log_bundle(
     client.set_tag(run_id, TAG_TASK, info.task)  # also for runs trained before the train stage tagged it
     if not cfg.register:
         return None
-    version = str(pose_info.registered_model_version)
+    return tag_new_version(
+        client, run, name, str(pose_info.registered_model_version), cfg,
+        metric=metric, metric_value=float(metric_value), eval_data=eval_data, task=info.task,
+        git_commit=git_commit, onnx_uri=onnx_info.model_uri, hashes=hashes,
+    )  # fmt: skip
+
+
+def tag_new_version(
+    client: Any,
+    run: Any,
+    name: str,
+    version: str,
+    cfg: RegisterConfig,
+    *,
+    metric: str,
+    metric_value: float,
+    eval_data: str,
+    task: str,
+    git_commit: str,
+    onnx_uri: str,
+    hashes: dict[str, str],
+) -> ModelVersion:
+    """Give a just-registered version the tags :func:`~posecore.registry.promotion.promote` reads (metric,
+    direction, evaluation data, task, lineage, file hashes) and the alias ``challenger``; returns it."""
+    run_id = run.info.run_id
     tags = {
         TAG_METRIC: metric,
         TAG_VALUE: repr(float(metric_value)),
         TAG_HIGHER: str(cfg.is_higher_better(metric)).lower(),
         TAG_EVAL_DATA: eval_data,
-        TAG_TASK: info.task,
+        TAG_TASK: task,
         TAG_GIT: git_commit,
         TAG_RUN: run_id,
-        TAG_ONNX_URI: onnx_info.model_uri,
-        **{TAG_SHA + name: digest for name, digest in hashes.items()},
+        TAG_ONNX_URI: onnx_uri,
+        **{TAG_SHA + file: digest for file, digest in hashes.items()},
         **{key: run.data.tags[key] for key in LINEAGE_TAGS if run.data.tags.get(key)},  # the warm-start chain
     }
     for key, value in tags.items():

@@ -25,19 +25,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from posecore.registry.bundle import _in_run, _pins, _stage_code, sha256_file
+from posecore.registry.bundle import _in_run, _pins, _stage_code, sha256_file, tag_new_version
 from posecore.registry.config import RegisterConfig
 from posecore.registry.tags import (
-    CHALLENGER,
-    TAG_EVAL_DATA,
-    TAG_GIT,
-    TAG_HIGHER,
-    TAG_METRIC,
-    TAG_ONNX_URI,
-    TAG_RUN,
-    TAG_SHA,
     TAG_TASK,
-    TAG_VALUE,
 )
 
 if TYPE_CHECKING:
@@ -152,21 +143,8 @@ def log_lift_bundle(
     client.set_tag(run_id, TAG_TASK, info.task)
     if not cfg.register:
         return None
-    version = str(lift_info.registered_model_version)
-    tags = {
-        TAG_METRIC: metric,
-        TAG_VALUE: repr(float(metric_value)),
-        TAG_HIGHER: str(cfg.is_higher_better(metric)).lower(),
-        TAG_EVAL_DATA: eval_data,
-        TAG_TASK: info.task,
-        TAG_GIT: git_commit,
-        TAG_RUN: run_id,
-        TAG_ONNX_URI: onnx_info.model_uri,
-        **{TAG_SHA + n: digest for n, digest in hashes.items()},
-    }
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    client.set_registered_model_alias(name, CHALLENGER, version)
-    client.set_tag(run_id, "posecore.registry.version", f"{name}/{version}")
-    _log.info("registered %s version %s (%s=%s) as %s", name, version, metric, metric_value, CHALLENGER)
-    return client.get_model_version(name, version)
+    return tag_new_version(
+        client, run, name, str(lift_info.registered_model_version), cfg,
+        metric=metric, metric_value=metric_value, eval_data=eval_data, task=info.task,
+        git_commit=git_commit, onnx_uri=onnx_info.model_uri, hashes=hashes,
+    )  # fmt: skip
