@@ -61,6 +61,13 @@ def _infer(p: argparse.ArgumentParser) -> Runner:
         "--track-thr", type=float, metavar="THR", default=0.3, help="video: OKS/IoU to keep a track id (default: 0.3)"
     )
     p.add_argument(
+        "--lift",
+        metavar="DIR",
+        default=None,
+        help="video: a lifter bundle (dvc repro export3d) that lifts each track to 3D: keypoints_3d in the JSON "
+        "and <name>_3d.mp4",
+    )
+    p.add_argument(
         "--device", default=None, metavar="DEV", help="checkpoint folders: cpu, cuda (default: cuda if available)"
     )
 
@@ -85,11 +92,13 @@ def _infer(p: argparse.ArgumentParser) -> Runner:
             max_frames=args.max_frames,
             track_thr=args.track_thr,
             device=args.device,
+            lift=args.lift,
         )
         if isinstance(report, ImagesReport):
             print(f"{report.instances} instance(s) in {report.images} image(s) -> {report.results}")
         else:
             video = f" and {report.video}" if report.video else ""
+            video += f" and {report.video_3d}" if report.video_3d else ""
             print(
                 f"{report.frames} frame(s), {report.instances} instance(s), {report.tracks} track(s) -> "
                 f"{report.json}{video}"

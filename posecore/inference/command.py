@@ -9,6 +9,7 @@ model's folder, :func:`posecore.inference.detection.load_detector`), or the whol
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from posecore.inference.pipeline import ImagesReport, VideoReport, find_inputs, infer_images, infer_video
 from posecore.inference.tracking import PoseTracker
@@ -34,12 +35,16 @@ def infer(
     max_frames: int | None = None,
     track_thr: float = 0.3,
     device: str | None = None,
+    lift: str | Path | None = None,
 ) -> ImagesReport | VideoReport:
     """``posecore infer``: load the model, find the inputs, pick the box source, run, write the outputs.
 
     A top-down model: ``det_file`` (images only) or ``detector`` (an ONNX detector file, or a
     one-stage model's folder: see :mod:`posecore.inference.detection`) give the boxes; neither:
     the whole image. A one-stage model finds the people itself and takes neither (ValueError).
+    ``lift`` (videos): a lifter bundle (``dvc repro export3d``) that lifts each track to 3D
+    (:mod:`posecore.inference.lifting`); its joints must be the 2D model's keypoints or have a
+    known conversion, checked before the video is read.
     Raises FileNotFoundError / ValueError (DataValidationError) naming the file at fault for bad inputs.
     """
     from posecore.export.bundle import INFO_FILE, BundleInfo
@@ -70,13 +75,23 @@ def infer(
     dets = None
     if det_file is not None:
         dets = DetectionFile(det_file, paths, images_json, category_id, det_thr, allow_extra=det_allow_extra)
+    if lift is not None and kind != "video":
+        raise ValueError(f"--lift lifts the tracks of a video; {input_path} is not a video")
     model = load_model(model_path, flip_test=flip_test, device=device)
     refuse_onestage(model.info.task)
+    lifting = None
+    if lift is not None:
+        from posecore.export.lift_bundle import LiftRuntime
+        from posecore.inference.lifting import check_lift_pair
+
+        lifter = LiftRuntime(lift)
+        lifting = lifter, check_lift_pair(model.info.meta_name, model.info.keypoint_names, lifter, model_path, lift)
     person_det = load_detector(detector, det_thr, category_id, device) if detector is not None else None
     out = Path(out_dir)
     if kind == "video":
         tracker = PoseTracker(sigmas=model.info.sigmas, threshold=track_thr)
-        return infer_video(model, paths[0], out, person_det, render, kpt_thr, batch_size, max_frames, tracker)
+        report = infer_video(model, paths[0], out, person_det, render, kpt_thr, batch_size, max_frames, tracker)
+        return report if lifting is None else _lift(report, *lifting, render)
     if dets is not None:
         return infer_images(
             model, paths, out, lambda p, _: dets(p), dets.image_id, render, kpt_thr, batch_size, category_id
@@ -87,3 +102,21 @@ def infer(
         table = match_image_ids(paths, images_json)
         ids = lambda p: table[str(Path(p))]  # noqa: E731
     return infer_images(model, paths, out, boxes, ids, render, kpt_thr, batch_size, category_id)
+
+
+def _lift(report: VideoReport, lifter: Any, conversion: Any, render: bool) -> VideoReport:
+    """Add 3D joints to the video JSON (rewritten atomically) and render the 3D view next to the 2D video."""
+    import dataclasses
+    import json
+
+    from posecore.inference.lifting import lift_video_tracks, render_3d_video
+    from posecore.io import atomic_write_json
+
+    doc = lift_video_tracks(json.loads(report.json.read_text()), lifter, conversion)
+    atomic_write_json(report.json, doc)
+    video_3d = None
+    if render:
+        video_3d = render_3d_video(
+            doc, lifter.info.skeleton, report.json.with_name(f"{report.json.stem}_3d.mp4"), doc["fps"]
+        )
+    return dataclasses.replace(report, video_3d=video_3d)

@@ -265,6 +265,7 @@ class VideoReport:
     frames: int
     instances: int
     tracks: int
+    video_3d: Path | None = None
 
 
 def infer_video(
