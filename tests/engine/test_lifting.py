@@ -86,7 +86,7 @@ def test_a_checkpoint_of_another_lifter_is_refused(splits, tmp_path: Path) -> No
 def test_lift_params_keep_lifter_defaults_for_keys_left_out() -> None:
     params = parse_params({"lift": {"train": {"epochs": 3}, "baseline": {"channels": 512}}})
     assert params.lift.train == dataclasses.replace(LiftTrainConfig(), epochs=3)
-    assert params.lift.train.optimizer == "adam" and params.lift.train.global_batch_size == 1024
+    assert params.lift.train.optimizer == "adam" and params.lift.train.global_batch_size == 512
     assert params.lift.baseline.name == "simplebaseline3d" and params.lift.baseline.dropout == 0.5
     assert load_params(Path(__file__).parents[2] / "params.yaml").lift.model.receptive_field == 27
 

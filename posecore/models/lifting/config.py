@@ -37,13 +37,14 @@ class LifterParams:
     """Frames behind one output (videopose3d): 27, 81 or 243."""
     causal: bool = False
     """videopose3d: outputs stand for the window's last frame (no future frames; real time)."""
-    channels: int = field(default=256, metadata={"range": (1, 65536)})
-    """Conv / linear width (VideoPose3D and SimpleBaseline3D use 1024; 256 trains a TCN-27 in minutes on a CPU)."""
+    channels: int = field(default=128, metadata={"range": (1, 65536)})
+    """Conv / linear width (VideoPose3D and SimpleBaseline3D use 1024; 128 trains a TCN-27 in minutes on a CPU)."""
     num_blocks: int = field(default=2, metadata={"range": (1, 64)})
     """simplebaseline3d: residual blocks."""
-    dropout: float = field(default=0.25, metadata={"range": (0.0, 0.99)})
-    use_scores: bool = False
-    """Feed the 2D detector's scores as a third input channel."""
+    dropout: float = field(default=0.1, metadata={"range": (0.0, 0.99)})
+    """VideoPose3D uses 0.25 for its 1024 channels; the narrow CPU model underfits with it."""
+    use_scores: bool = True
+    """Feed the 2D detector's scores as a third input channel (they flag outliers and dropped joints)."""
 
     def options(self) -> dict[str, Any]:
         """The builder options this lifter takes."""
