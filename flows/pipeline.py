@@ -22,7 +22,7 @@ first; the change stays in the workspace and in ``dvc.lock``); ``pull``/``push``
 --allow-missing`` before and ``dvc push`` after, against the repository's default DVC remote.
 
 At the end the run gets three Prefect artifacts: ``training-metrics`` (a table of the evaluate,
-export and register stages' metrics files), ``training-summary`` (markdown: stages, promotion
+export and register stages' metrics files, and of their 3D lifting counterparts), ``training-summary`` (markdown: stages, promotion
 decision, MLflow run) and ``mlflow-run`` (a link, when the tracking store is an HTTP server).
 
     python -m flows.pipeline                 # run once, here (ephemeral Prefect API unless PREFECT_API_URL)
@@ -86,6 +86,9 @@ class PipelineReport:
     evaluate: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
     register: dict[str, Any] = field(default_factory=dict)
+    evaluate3d: dict[str, Any] = field(default_factory=dict)
+    export3d: dict[str, Any] = field(default_factory=dict)
+    register3d: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
     tracking_uri: str | None = None
     experiment_id: str | None = None
@@ -313,6 +316,9 @@ def read_report(repo: Path) -> PipelineReport:
         evaluate=_read_json(repo / eval_metrics),
         export=_read_json(repo / params.export.metrics),
         register=_read_json(repo / params.register.out),
+        evaluate3d=_read_json(repo / params.lift.out / "metrics.json"),
+        export3d=_read_json(repo / params.lift.export_metrics),
+        register3d=_read_json(repo / params.lift.register_out),
         run_id=run.get("run_id"),
         tracking_uri=run.get("tracking_uri"),
         experiment_id=None if run.get("experiment_id") is None else str(run["experiment_id"]),
@@ -320,9 +326,18 @@ def read_report(repo: Path) -> PipelineReport:
 
 
 def metrics_table(report: PipelineReport) -> list[dict[str, Any]]:
-    """Rows ``{"stage", "name", "value"}``: every scalar of the evaluate, export and register outputs."""
+    """Rows ``{"stage", "name", "value"}``: every scalar of the evaluate, export and register outputs
+    (and of the 3D lifting group's evaluate3d, export3d and register3d)."""
     rows: list[dict[str, Any]] = []
-    for stage, values in (("evaluate", report.evaluate), ("export", report.export), ("register", report.register)):
+    outputs = (
+        ("evaluate", report.evaluate),
+        ("export", report.export),
+        ("register", report.register),
+        ("evaluate3d", report.evaluate3d),
+        ("export3d", report.export3d),
+        ("register3d", report.register3d),
+    )
+    for stage, values in outputs:
         for name, value in values.items():
             if value is None or isinstance(value, bool | int | float | str):
                 rows.append({"stage": stage, "name": name, "value": value})
@@ -348,6 +363,12 @@ def summary_markdown(report: PipelineReport, stages: Sequence[StageResult]) -> s
         lines.append("**Promotion:** not registered (`register.register` is false)")
     else:
         lines.append("**Promotion:** no register output")
+    lift = report.register3d
+    if lift.get("registered"):
+        lines.append(
+            f"**Lifter:** {lift.get('decision', 'unknown')}: `{lift.get('model_name')}` version {lift.get('version')}, "
+            f"MPJPE {lift.get('challenger_metric')} mm vs champion {lift.get('champion_metric')}; {lift.get('reason', '')}"
+        )
     if report.run_id:
         run = f"[{report.run_id}]({report.run_url})" if report.run_url else f"`{report.run_id}`"
         lines.append(f"**MLflow run:** {run} in `{report.tracking_uri}`")

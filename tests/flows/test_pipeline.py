@@ -221,6 +221,11 @@ def _pipeline_outputs(repo_root: Path, root: Path, tracking_uri: str) -> None:
         "promoted": False,
     }
     (root / "reports/register.json").write_text(json.dumps(register))
+    (root / "reports/lift").mkdir(parents=True)
+    (root / "reports/lift/metrics.json").write_text(json.dumps({"MPJPE": 51.5, "baseline/MPJPE": 76.7}))
+    lift = {"registered": True, "model_name": "posecore-pose-lifting", "version": "2", "decision": "promoted",
+            "challenger_metric": 51.5, "champion_metric": 60.1, "reason": "better"}  # fmt: skip
+    (root / "reports/lift_register.json").write_text(json.dumps(lift))
     (root / "models/train").mkdir(parents=True)
     run = {"run_id": "abc123", "tracking_uri": tracking_uri, "experiment_id": "7"}
     (root / "models/train/mlflow_run_id").write_text(json.dumps(run))
@@ -235,6 +240,8 @@ def test_report_table_and_summary_with_an_mlflow_server(repo_root: Path, tmp_pat
     assert {"stage": "evaluate", "name": "AP", "value": 0.61} in rows
     assert {"stage": "export", "name": "ort_latency_ms_b1", "value": 1.5} in rows
     assert {"stage": "register", "name": "decision", "value": "rejected"} in rows
+    assert {"stage": "evaluate3d", "name": "baseline/MPJPE", "value": 76.7} in rows
+    assert {"stage": "register3d", "name": "decision", "value": "promoted"} in rows
     stages = [StageResult("train", "ran", 12.5), StageResult("evaluate", "skipped", 0.8)]
     md = summary_markdown(report, stages)
     assert "| train | ran | 12.5 |" in md and "| evaluate | skipped | 0.8 |" in md
@@ -243,6 +250,7 @@ def test_report_table_and_summary_with_an_mlflow_server(repo_root: Path, tmp_pat
         in md
     )
     assert "AP 0.61 vs champion 0.7 (v2)" in md
+    assert "**Lifter:** promoted: `posecore-pose-lifting` version 2, MPJPE 51.5 mm vs champion 60.1" in md
     assert "[abc123](http://127.0.0.1:5000/#/experiments/7/runs/abc123)" in md
 
 
