@@ -45,7 +45,7 @@ def _dvc(repo: Path, *args: str) -> str:
 def test_stage_order_follows_dvc_yaml_and_is_topological(repo_root: Path, tmp_path: Path) -> None:
     order = stage_order(repo_root)
     assert order == list(yaml.safe_load((repo_root / "dvc.yaml").read_text())["stages"])
-    assert order[0] == "synth" and order[-1] == "register"
+    assert order[0] == "synth" and order[-1] == "register3d" and "register" in order
 
     # DVC's own DAG of the real dvc.yaml: every stage must come after the stages it depends on
     shutil.copy(repo_root / "dvc.yaml", tmp_path / "dvc.yaml")
