@@ -128,7 +128,7 @@ def make_repo(root: Path, args: argparse.Namespace) -> Path:
             shutil.copy2(src, repo / name)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["synth"].update(n_train=args.images, n_val=args.val_images)
-    batch = args.batch or params["train"]["global_batch_size"]
+    batch = args.batch or load_params(repo / "params.yaml").train.global_batch_size  # the preset's recipe if null
     params["train"].update(epochs=TINY_EPOCHS, val_interval=TINY_EPOCHS, progress=False, log_interval=1)
     params["train"].update(global_batch_size=batch, batch_size_per_device=batch)
     params["tracking"]["tracking_uri"] = f"sqlite:///{root}/mlflow.db"

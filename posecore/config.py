@@ -39,6 +39,7 @@ from posecore.experiment import TrackingConfig
 from posecore.export.config import ExportConfig
 from posecore.metainfo import available_metas
 from posecore.models.config import ModelParams
+from posecore.models.recipe import fill_recipe
 from posecore.registry import RegisterConfig
 from posecore.storage import StorageConfig
 from posecore.transforms.topdown import TopdownAugmentation
@@ -220,8 +221,12 @@ def _check_cross(params: Params, errors: list[str]) -> None:
 
 
 def parse_params(raw: Any, file: str = "params.yaml") -> Params:
-    """Build :class:`Params` from parsed YAML, raising :class:`ConfigError` with every problem."""
+    """Build :class:`Params` from parsed YAML, raising :class:`ConfigError` with every problem.
+
+    Null ``train``/``augment`` keys first take the model preset's recipe (:mod:`posecore.models.recipe`)."""
     errors: list[str] = []
+    if isinstance(raw, dict):
+        raw, errors = fill_recipe(raw, ModelParams().preset)
     params = _build(Params, raw, "", errors)
     if not errors:
         _check_cross(params, errors)

@@ -18,7 +18,7 @@ from posecore.cli._commands import Runner, command
 KINDS = {"topdown": "top-down", "onestage": "one-stage"}
 """How each task (:data:`posecore.codecs.base.TASKS`) is shown."""
 
-_COLUMNS = ("preset", "kind", "family", "input", "params", "codec", "backbone", "neck", "head")
+_COLUMNS = ("preset", "kind", "family", "input", "params", "codec", "backbone", "neck", "head", "recipe")
 
 
 def preset_rows(meta_name: str | None = None) -> list[dict[str, Any]]:
@@ -30,8 +30,9 @@ def preset_rows(meta_name: str | None = None) -> list[dict[str, Any]]:
     made for: body, hand, face, wholebody, animal; ``body`` when it says none) and ``meta`` (the meta
     the parameters were counted with); ``input_size`` [w, h]; ``params`` (trainable and frozen
     parameters of the built model, an int); ``codec``, ``backbone``, ``neck`` and ``head`` (their
-    registered names; ``neck`` None when there is none); ``error`` (None, or why the preset did
-    not resolve or build: the fields found before that are kept).
+    registered names; ``neck`` None when there is none); ``recipe`` (the preset's training recipe,
+    {section: {key: value}}, what params.yaml's null train/augment keys take; {} for none);
+    ``error`` (None, or why the preset did not resolve or build: the fields found before that are kept).
     """
     from posecore.metainfo import load_meta
     from posecore.models.estimator import available_presets
@@ -42,8 +43,9 @@ def preset_rows(meta_name: str | None = None) -> list[dict[str, Any]]:
 def _row(name: str, meta_name: str | None, load_meta: Any) -> dict[str, Any]:
     from posecore.codecs import codec_class
     from posecore.models.estimator import ModelSpec, build_estimator, load_preset
+    from posecore.models.recipe import preset_recipe
 
-    fields = ("task", "kind", "family", "meta", "input_size", "params", "codec", "backbone", "neck", "head")
+    fields = ("task", "kind", "family", "meta", "input_size", "params", "codec", "backbone", "neck", "head", "recipe")
     row: dict[str, Any] = {"preset": name, **dict.fromkeys(fields), "error": None}
     try:
         raw = load_preset(name) or {}
@@ -53,6 +55,7 @@ def _row(name: str, meta_name: str | None, load_meta: Any) -> dict[str, Any]:
         row["input_size"] = list(raw["input_size"]) if raw.get("input_size") else None
         for part in ("codec", "backbone", "neck", "head"):
             row[part] = (raw.get(part) or {}).get("name")
+        row["recipe"] = preset_recipe(name)
         spec = ModelSpec.resolve(name)
         row["input_size"] = list(spec.input_size)
         row["task"] = codec_class(spec.codec["name"]).task
@@ -73,6 +76,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             return f"{size[0]}x{size[1]}" if size else "-"
         if key == "params":
             return f"{row['params']:,}" if row["params"] is not None else "-"
+        if key == "recipe":
+            pairs = [f"{k}={v}" for values in (row["recipe"] or {}).values() for k, v in values.items()]
+            return ",".join(pairs) or "-"
         return str(row[key]) if row[key] is not None else "-"
 
     cells = [[cell(r, key) for key in _COLUMNS] for r in rows]

@@ -4,9 +4,11 @@ A one-stage model sees each whole val image (letterboxed to its input, :mod:`pos
 and returns every person it finds, already thresholded and NMS-ed by its codec. The people are
 mapped back to image pixels with the inverse of each image's warp and scored:
 
-* COCO AP/AR against the split's ground-truth file, with each person's own score
-  (``score_mode="bbox"``: the person score; nothing rescored) and no further NMS (``nms_mode="none"``:
-  the codec already suppressed duplicates, a second NMS would change what the model answered);
+* COCO AP/AR against the split's ground-truth file, each person ranked by ``evaluate.score_mode``
+  as MMPose's ``CocoMetric`` ranks them (default ``bbox_keypoint``: the person score times the mean
+  of its keypoint scores above ``keypoint_score_thr``; ``bbox``: the person score alone, MMPose's
+  RTMO setting) and no further NMS (``nms_mode="none"``: the codec already suppressed duplicates,
+  a second NMS would change what the model answered);
 * PCK@thr (box-normalised), AUC and EPE on the ground-truth people, each matched to at most one
   prediction (:func:`match_people`): a person with labelled keypoints that no prediction matches is
   a miss, scored as if its keypoints were predicted infinitely far away, so it counts as wrong for
@@ -262,9 +264,9 @@ def match_people(preds: KeypointPredictions, split: ImageSplit, meta: DatasetMet
 
 
 def bottomup_coco_evaluator(gt_file: Path, meta: DatasetMeta, cfg: EvalConfig) -> CocoKeypointEvaluator:
-    """The COCO evaluator of one-stage predictions: each person's own score, no second NMS (module docstring)."""
+    """The COCO evaluator of one-stage predictions: ``cfg.score_mode`` ranking, no second NMS (module docstring)."""
     return CocoKeypointEvaluator(
-        gt_file, meta, score_mode="bbox", keypoint_score_thr=cfg.keypoint_score_thr, nms_mode="none"
+        gt_file, meta, score_mode=cfg.score_mode, keypoint_score_thr=cfg.keypoint_score_thr, nms_mode="none"
     )
 
 

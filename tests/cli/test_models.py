@@ -49,6 +49,7 @@ def test_every_preset_file_is_listed_with_its_codecs_kind_and_parameters(
         )
         assert row["neck"] == (raw.get("neck") or {}).get("name")
         assert (row["family"], row["meta"]) == (raw.get("family", "body"), raw.get("meta", "coco")), file.name
+        assert row["recipe"] == (raw.get("recipe") or {}), file.name
     assert code == 0
 
 
@@ -84,7 +85,9 @@ def test_a_broken_preset_keeps_its_row_with_the_error_and_fails_the_command(
     monkeypatch.setattr(estimator, "PRESET_DIR", tmp_path)
     assert main(["presets"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["preset", "kind", "family", "input", "params", "codec", "backbone", "neck", "head"]
+    assert lines[0].split() == [
+        *("preset", "kind", "family", "input", "params", "codec", "backbone", "neck", "head", "recipe")
+    ]
     assert lines[1].split()[:5] == ["broken", "top-down", "body", "64x48", "-"]
     assert lines[2].startswith("  error: ") and "no_such_backbone" in lines[2]
     assert (
@@ -97,7 +100,9 @@ def test_the_table_aligns_columns_and_right_aligns_parameters() -> None:
         {"preset": "a", "kind": "top-down", "input_size": [192, 256], "params": 1234567, "codec": "simcc"},
         {"preset": "longer-name", "kind": "one-stage", "input_size": [640, 640], "params": 12, "codec": "yoloxpose"},
     ]
-    rows = [{"family": "body", "backbone": "b", "neck": None, "head": "h", "error": None, **r} for r in rows]
+    rows = [
+        {"family": "body", "backbone": "b", "neck": None, "head": "h", "error": None, "recipe": {}, **r} for r in rows
+    ]
     header, first, second = format_table(rows).splitlines()
     assert header.index("kind") == first.index("top-down") == second.index("one-stage") == len("longer-name  ")
     params_end = header.index("params") + len("params")

@@ -256,6 +256,27 @@ def test_a_missed_person_costs_recall_and_pck(scene) -> None:  # noqa: ANN001
     assert result.metrics["EPE"] == pytest.approx(0.0, abs=1e-3), "EPE counts the matched people only"
 
 
+def test_people_are_ranked_by_evaluate_score_mode(scene) -> None:  # noqa: ANN001
+    """A confident person with unsure keypoints far from anyone outranks the real people by its person
+    score alone (``bbox``); ``bbox_keypoint`` (MMPose's CocoMetric default) ranks it last."""
+    split, gt_file, _ = scene
+    answers = perfect_poses(split)
+    first = answers[0]
+    ghost_kpts = first.keypoints[:1] + 60.0
+    answers[0] = Poses(
+        boxes=torch.cat((first.boxes, first.boxes[:1] + 60.0)),
+        scores=torch.cat((torch.full((len(first.scores),), 0.5), torch.tensor([0.9]))),
+        keypoints=torch.cat((first.keypoints, ghost_kpts)),
+        keypoint_scores=torch.cat((first.keypoint_scores, torch.full((1, K), 0.05))),
+    )
+    preds = predict_images(FakeModel(answers), split, batch_size=8)
+    by_person = score_bottomup(preds, split, gt_file, META, EvalConfig(batch_size=2, score_mode="bbox"))
+    by_keypoints = score_bottomup(preds, split, gt_file, META, EvalConfig(batch_size=2, score_mode="bbox_keypoint"))
+    assert by_person.metrics["AP"] < 0.99
+    assert by_keypoints.metrics["AP"] == pytest.approx(1.0)
+    assert by_person.metrics["AR"] == by_keypoints.metrics["AR"] == pytest.approx(1.0)
+
+
 def test_no_predictions_at_all(scene) -> None:  # noqa: ANN001
     split, gt_file, _ = scene
     preds = predict_images(FakeModel([_empty()] * 3), split)
