@@ -39,7 +39,7 @@ from posecore.experiment import TrackingConfig
 from posecore.export.config import ExportConfig
 from posecore.metainfo import available_metas
 from posecore.models.config import ModelParams
-from posecore.models.recipe import fill_recipe
+from posecore.models.recipe import RECIPE_SECTIONS, fill_recipe
 from posecore.registry import RegisterConfig
 from posecore.storage import StorageConfig
 from posecore.transforms.topdown import TopdownAugmentation
@@ -226,7 +226,9 @@ def parse_params(raw: Any, file: str = "params.yaml") -> Params:
     Null ``train``/``augment`` keys first take the model preset's recipe (:mod:`posecore.models.recipe`)."""
     errors: list[str] = []
     if isinstance(raw, dict):
-        raw, errors = fill_recipe(raw, ModelParams().preset)
+        hints = typing.get_type_hints(Params)
+        keys = {name: [yaml_name(f) for f in dataclasses.fields(hints[name])] for name in RECIPE_SECTIONS}
+        raw, errors = fill_recipe(raw, ModelParams().preset, keys)
     params = _build(Params, raw, "", errors)
     if not errors:
         _check_cross(params, errors)

@@ -1,11 +1,11 @@
 """A preset's training recipe: the values of params.yaml's ``train:`` / ``augment:`` keys left null.
 
 MMPose's configs carry their schedule with the model. Here a preset file may carry a ``recipe:``
-block with the ``train`` and ``augment`` values it was tuned with (a one-stage model on whole
-images wants a smaller batch than a top-down model on crops, for instance)::
+block with the ``train`` and ``augment`` values it was tuned with (the CPU hand and face presets
+reach their numbers in 10 epochs, for instance)::
 
     recipe:
-      train: {epochs: 18, global_batch_size: 16, batch_size_per_device: 16}
+      train: {epochs: 10}
 
 A key params.yaml sets to ``null`` takes the preset's value, or :data:`FALLBACK` when the preset
 has none; a number in params.yaml always wins, so ``dvc exp run -S train.epochs=30`` means 30
@@ -15,7 +15,7 @@ whatever the preset. The resolved values are what the stages, MLflow and the run
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from posecore.models.estimator import available_presets, load_preset
@@ -46,9 +46,12 @@ def preset_recipe(preset: str) -> dict[str, dict[str, Any]]:
     return {section: dict(values) for section, values in recipe.items()}
 
 
-def fill_recipe(raw: Mapping[str, Any], default_preset: str) -> tuple[dict[str, Any], list[str]]:
+def fill_recipe(
+    raw: Mapping[str, Any], default_preset: str, keys: Mapping[str, Collection[str]]
+) -> tuple[dict[str, Any], list[str]]:
     """params.yaml as parsed -> a copy whose null ``train``/``augment`` keys hold the recipe's values,
-    and the errors (a null key that neither the preset's recipe nor :data:`FALLBACK` sets).
+    and the errors (a recipe key that is not in ``keys[section]``, the section's params.yaml keys;
+    a null key that neither the preset's recipe nor :data:`FALLBACK` sets).
 
     ``default_preset`` is the preset when ``model.preset`` is absent."""
     out = copy.deepcopy(dict(raw))
@@ -59,6 +62,13 @@ def fill_recipe(raw: Mapping[str, Any], default_preset: str) -> tuple[dict[str, 
         recipe = preset_recipe(preset) if isinstance(preset, str) else {}
     except ValueError as exc:
         return out, [str(exc)]
+    for section, values in recipe.items():
+        unknown = sorted(set(values) - set(keys.get(section, ())))
+        if unknown:
+            errors.append(
+                f"posecore/models/presets/{preset}.yaml: recipe.{section}: unknown keys {unknown}; allowed: "
+                f"{', '.join(keys.get(section, ()))}"
+            )
     for section in RECIPE_SECTIONS:
         values = out.get(section)
         if not isinstance(values, dict):

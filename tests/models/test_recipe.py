@@ -68,8 +68,18 @@ def test_a_recipe_for_another_section_is_refused(presets: Path) -> None:
     (presets / "bad.yaml").write_text(yaml.safe_dump({**raw, "recipe": {"model": {"head": {}}}}))
     with pytest.raises(ValueError, match=r"bad.yaml: recipe: unknown sections \['model'\]"):
         preset_recipe("bad")
-    _, errors = fill_recipe({"model": {"preset": "bad"}, "train": {"epochs": None}}, DEFAULT)
+    _, errors = fill_recipe({"model": {"preset": "bad"}, "train": {"epochs": None}}, DEFAULT, {"train": ["epochs"]})
     assert len(errors) == 1 and "unknown sections" in errors[0]
+
+
+def test_a_misspelt_recipe_key_is_refused_naming_the_preset_file(presets: Path, tmp_path: Path) -> None:
+    raw = yaml.safe_load((presets / "tuned.yaml").read_text())
+    (presets / "typo.yaml").write_text(yaml.safe_dump({**raw, "recipe": {"train": {"epoch": 5}}}))
+    with pytest.raises(ConfigError) as err:
+        load_params(_params(tmp_path, model={"preset": "typo"}))
+    assert len(err.value.errors) == 1
+    assert err.value.errors[0].startswith("posecore/models/presets/typo.yaml: recipe.train: unknown keys ['epoch']")
+    assert "epochs" in err.value.errors[0]
 
 
 def test_the_shipped_params_resolve_each_presets_own_recipe() -> None:
