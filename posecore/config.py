@@ -74,6 +74,8 @@ class Params:
 def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (list, tuple):
+        return f"a list of {_type_name(get_args(tp)[0])}"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -88,7 +90,17 @@ def _coerce(tp: Any, value: Any, key: str, errors: list[str]) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, key, errors)
+        if len(inner) == 1:
+            return _coerce(inner[0], value, key, errors)
+        for alternative in inner:  # the first type the value fits
+            trial: list[str] = []
+            out = _coerce(alternative, value, key, trial)
+            if not trial:
+                return out
+        errors.append(
+            f"{key}: expected {' or '.join(_type_name(a) for a in inner)}, got {type(value).__name__} {value!r}"
+        )
+        return value
     if origin is Literal:
         # YAML 1.1 (and tools that rewrite params.yaml, such as `dvc exp run -S`) turn an
         # unquoted off/on into a boolean; read it back as the word the user wrote.

@@ -57,6 +57,10 @@ def test_unknown_section() -> None:
         ({"synth": {"min_people": 3, "max_people": 2}}, "synth.min_people (3) must be <= synth.max_people (2)"),
         ({"data": {"meta": "nosuchmeta"}}, "data.meta: 'nosuchmeta' is not a known dataset meta"),
         ({"data": {"root": "elsewhere"}}, "data.root ('elsewhere') must equal synth.out"),
+        (
+            {"model": {"init": {"keypoint_map": {"neck": 3}}}},
+            "model.init.keypoint_map.neck: expected str or a list of str, got int 3",
+        ),
     ],
 )
 def test_bad_values_are_named(raw: dict, expected: str) -> None:
@@ -74,6 +78,13 @@ def test_all_errors_reported_together() -> None:
 def test_int_accepted_for_float_and_types_coerced() -> None:
     params = parse_params({"data": {"val_fraction": 0}})
     assert params.data.val_fraction == 0.0 and isinstance(params.data.val_fraction, float)
+
+
+def test_a_union_takes_the_first_type_the_value_fits() -> None:
+    params = parse_params(
+        {"model": {"init": {"keypoint_map": {"head_top": "nose", "neck": ["left_hip", "right_hip"]}}}}
+    )
+    assert params.model.init.keypoint_map == {"head_top": "nose", "neck": ("left_hip", "right_hip")}
 
 
 def test_unquoted_off_read_back_as_the_word(tmp_path: Path) -> None:

@@ -26,7 +26,9 @@ class InitParams:
     into the model's backbone). ``exclude``: fnmatch patterns of model keys never loaded.
     ``strict``: any missing, unexpected or shape-mismatched tensor is an error listing them all
     (keypoint-wise head transfer is allowed). ``keypoint_map``: {model keypoint: source
-    keypoint} where names differ (same names match by themselves). What is done lies in
+    keypoint, or a list of source keypoints whose rows are averaged (MMPose's KeypointConverter
+    interpolates a target joint between two source joints the same way)} where names differ
+    (same names match by themselves). What is done lies in
     :mod:`posecore.models.init`; reading the source, in :mod:`posecore.registry.warm_start`.
     """
 
@@ -35,7 +37,7 @@ class InitParams:
     into: str = ""
     exclude: tuple[str, ...] = ()
     strict: bool = False
-    keypoint_map: dict[str, str] = field(default_factory=dict)
+    keypoint_map: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:

@@ -18,8 +18,10 @@ Keypoint-aware transfer: each head declares its keypoint-indexed tensors
 (``keypoint_axes()``: name -> (dim, values per keypoint), keypoint-major). When the source's
 keypoint names differ from the model's (COCO-17 -> LSP-14, or the same names in another order),
 those tensors are carried slice by slice: the model's ``left_knee`` takes the source's
-``left_knee`` (or the source keypoint ``keypoint_map`` names for it). Model keypoints without a
-source keep their fresh initialisation (``fresh_keypoints``). A source without keypoint names
+``left_knee`` (or the source keypoint ``keypoint_map`` names for it; a list of source keypoints
+gives the mean of their slices, so a linear last layer starts out predicting their mean: LSP's
+``neck`` from COCO's two shoulders). Model keypoints without a source keep their fresh
+initialisation (``fresh_keypoints``). A source without keypoint names
 (a plain state dict) loads tensors of equal shape only.
 
 With ``strict`` any missing, unexpected or mismatched tensor raises :class:`InitError`, which
@@ -131,25 +133,37 @@ def select_state(state: Mapping[str, Tensor], prefix: str = "", into: str = "") 
     return {into + key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
 
 
+KeypointMap = Mapping[str, str | Sequence[str]]
+"""``model.init.keypoint_map``: {model keypoint: source keypoint, or source keypoints to average}."""
+
+
 def keypoint_sources(
-    target: Sequence[str], source: Sequence[str], keypoint_map: Mapping[str, str] | None = None
-) -> list[int | None]:
-    """For each model keypoint, the index of the source keypoint it takes (``keypoint_map[name]``,
-    else the same name), or None: it starts fresh. Raises :class:`InitError` when the map names
-    keypoints that do not exist."""
-    keypoint_map = dict(keypoint_map or {})
-    problems = [f"{t!r} is not a keypoint of the model" for t in keypoint_map if t not in target]
+    target: Sequence[str], source: Sequence[str], keypoint_map: KeypointMap | None = None
+) -> list[tuple[int, ...] | None]:
+    """For each model keypoint, the indices of the source keypoints it takes (``keypoint_map[name]``,
+    one name or a list whose slices are averaged; else the same name), or None: it starts fresh.
+    Raises :class:`InitError` when the map names keypoints that do not exist or an empty list."""
+    chosen = {t: (s,) if isinstance(s, str) else tuple(s) for t, s in (keypoint_map or {}).items()}
+    problems = [f"{t!r} is not a keypoint of the model" for t in chosen if t not in target]
+    problems += [f"{t!r} maps to an empty list" for t, names in chosen.items() if not names]
     problems += [
-        f"{s!r} (for {t!r}) is not a keypoint of the source" for t, s in keypoint_map.items() if s not in source
+        f"{s!r} (for {t!r}) is not a keypoint of the source"
+        for t, names in chosen.items()
+        for s in names
+        if s not in source
     ]
     if problems:
         raise InitError(
-            "model.init.keypoint_map maps {model keypoint: source keypoint}, but "
+            "model.init.keypoint_map maps {model keypoint: source keypoint or [source keypoints to average]}, but "
             + "; ".join(problems)
             + f". The model's keypoints: {', '.join(target)}. The source's: {', '.join(source)}"
         )
     index = {name: i for i, name in enumerate(source)}
-    return [index.get(keypoint_map.get(name, name)) for name in target]
+    out: list[tuple[int, ...] | None] = []
+    for name in target:
+        names = chosen.get(name, (name,))
+        out.append(tuple(index[n] for n in names) if all(n in index for n in names) else None)
+    return out
 
 
 def keypoint_axes(model: nn.Module) -> dict[str, tuple[int, int]]:
@@ -193,10 +207,10 @@ def apply_init(model: nn.Module, source: InitSource, cfg: InitParams, keypoint_n
             "carry them (a plain state dict); start from a bundle, a registry model or a posecore training "
             "folder (model.json and meta.yaml beside the checkpoint), or drop the map"
         )
-    by_keypoint: list[int | None] | None = None
+    by_keypoint: list[tuple[int, ...] | None] | None = None
     if source.keypoint_names is not None:
         index = keypoint_sources(names, source.keypoint_names, cfg.keypoint_map)
-        if index != list(range(len(source.keypoint_names))):
+        if index != [(i,) for i in range(len(source.keypoint_names))]:
             by_keypoint = index
     axes = keypoint_axes(model) if by_keypoint is not None else {}
 
@@ -241,9 +255,10 @@ def apply_init(model: nn.Module, source: InitSource, cfg: InitParams, keypoint_n
             target[key].copy_(mapped[key])
         for key, dim, per in rows:
             src, dst = mapped[key], target[key]
-            for t, s in enumerate(by_keypoint or ()):
-                if s is not None:
-                    dst.narrow(dim, t * per, per).copy_(src.narrow(dim, s * per, per))
+            for t, picks in enumerate(by_keypoint or ()):
+                if picks is not None:
+                    rows_of = [src.narrow(dim, s * per, per) for s in picks]
+                    dst.narrow(dim, t * per, per).copy_(rows_of[0] if len(picks) == 1 else torch.stack(rows_of).mean(0))
     fresh = tuple(n for n, s in zip(names, by_keypoint or (), strict=False) if s is None)
     return InitReport(
         source=source.description,

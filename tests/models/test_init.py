@@ -189,12 +189,15 @@ def test_a_checkpoint_of_another_architecture() -> None:
 
 
 def test_keypoint_sources_by_name_then_by_the_map() -> None:
-    assert keypoint_sources(["b", "x", "a"], ["a", "b"]) == [1, None, 0]
-    assert keypoint_sources(["b", "x", "a"], ["a", "b"], {"x": "a"}) == [1, 0, 0]
+    assert keypoint_sources(["b", "x", "a"], ["a", "b"]) == [(1,), None, (0,)]
+    assert keypoint_sources(["b", "x", "a"], ["a", "b"], {"x": "a"}) == [(1,), (0,), (0,)]
+    assert keypoint_sources(["b", "x", "a"], ["a", "b"], {"x": ("a", "b")}) == [(1,), (0, 1), (0,)]
     with pytest.raises(InitError) as err:
-        keypoint_sources(["b", "x"], ["a", "b"], {"y": "a", "x": "z"})
+        keypoint_sources(["b", "x", "a"], ["a", "b"], {"y": "a", "x": "z", "a": ("b", "w"), "b": ()})
     assert "'y' is not a keypoint of the model" in str(err.value)
     assert "'z' (for 'x') is not a keypoint of the source" in str(err.value)
+    assert "'w' (for 'a') is not a keypoint of the source" in str(err.value)
+    assert "'b' maps to an empty list" in str(err.value)
 
 
 def test_keypoint_map_needs_a_source_with_names() -> None:
@@ -302,6 +305,24 @@ def test_keypoint_map_fills_a_new_keypoint_from_a_named_source_one() -> None:
     assert report.fresh_keypoints == () and dict(report.transferred) == {"fc.weight": 4, "fc.bias": 4}
     assert torch.equal(model.fc.weight[4:6], source.fc.weight[0:2])  # head_top (x, y) <- nose (x, y)
     assert torch.equal(model.fc.weight[2:4], source.fc.weight[0:2])
+
+
+def test_keypoint_map_averages_the_rows_of_a_list_of_source_keypoints() -> None:
+    """LSP's neck from COCO's shoulders: the new keypoint's rows are the mean of the listed ones,
+    so a linear layer predicts the mean of their outputs."""
+    source, model = BUILDERS["regression"](5), BUILDERS["regression"](4)
+    _randomise(source)
+    names = ("right_ear", "nose", "neck", "left_eye")
+    init = InitParams(keypoint_map={"neck": ("left_ear", "right_ear")})
+    report = apply_init(model, _source(source.state_dict(), NAMES), init, names)
+    assert report.fresh_keypoints == () and dict(report.transferred) == {"fc.weight": 4, "fc.bias": 4}
+    w, b = source.fc.weight, source.fc.bias
+    assert torch.allclose(model.fc.weight[4:6], (w[6:8] + w[8:10]) / 2)  # neck (x, y) <- mean of the ears
+    assert torch.allclose(model.fc.bias[4:6], (b[6:8] + b[8:10]) / 2)
+    assert torch.equal(model.fc.weight[0:2], w[8:10])  # one name still copies exactly
+    with torch.no_grad():
+        out_src, out = source(R.features())["coords"], model(R.features())["coords"]
+    assert torch.allclose(out[:, 2], (out_src[:, 3] + out_src[:, 4]) / 2, atol=1e-5)
 
 
 def test_a_source_without_names_loads_same_shapes_only() -> None:
