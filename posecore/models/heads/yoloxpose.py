@@ -59,6 +59,9 @@ class YOLOXPoseHead(nn.Module):
     visible keypoint of every person, trained with ``focal_heatmap`` ("loss_heatmap", weight
     ``heatmap_loss_weight``) against targets drawn from the batch's people (:meth:`heatmap_targets`).
     Decoding snaps the regressed keypoints to their peaks (CenterNet; ``posecore/codecs/_refine.py``).
+    With ``heatmap_skip`` the first input level is finer backbone features at the heatmap stride
+    (the neck's ``pass_through``), read by the heatmap branch only: a 1x1 conv of it is added to
+    the upsampled finest level, as a U-Net skip; the anchors sit on the other levels.
     """
 
     multi_level: ClassVar[bool] = True
@@ -85,9 +88,14 @@ class YOLOXPoseHead(nn.Module):
         assign_oks_weight: float = 3.0,
         obj_target: str = "iou",
         heatmap_loss_weight: float = 1.0,
+        heatmap_skip: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        self.skip_channels = 0
+        if heatmap_skip:
+            in_channels, in_stride, skip = self._split_skip(in_channels, in_stride, codec)
+            self.skip_channels = skip
         self.in_channels, self.strides = self._check_levels(in_channels, in_stride)
         self.num_keypoints = _positive_int(name, "num_keypoints", num_keypoints, " (use the dataset meta's)")
         feat_channels = _positive_int(name, "feat_channels", feat_channels)
@@ -149,6 +157,24 @@ class YOLOXPoseHead(nn.Module):
     # ------------------------------------------------------------------ build-time helpers
 
     @classmethod
+    def _split_skip(
+        cls, in_channels: Sequence[int], in_stride: Sequence[int], codec: Codec
+    ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
+        """(anchor levels' channels, their strides, the skip level's channels) for ``heatmap_skip``."""
+        name = cls.__name__
+        channels, strides = tuple(in_channels), tuple(in_stride)
+        s = int(getattr(codec, "heatmap_stride", 0)) if getattr(codec, "refine", "") == "heatmap" else 0
+        if not s:
+            raise ValueError(f"{name}: heatmap_skip needs a codec with refine: heatmap (the skip feeds the heatmaps)")
+        if len(channels) < 2 or len(strides) != len(channels) or strides[0] != s:
+            raise ValueError(
+                f"{name}: heatmap_skip reads the first level as features at the heatmap stride {s}, then the anchor "
+                f"levels; got strides {strides}. Add the backbone's stride-{s} level (out_indices) and pass it "
+                "through the neck (pafpn pass_through: 1)"
+            )
+        return channels[1:], strides[1:], int(channels[0])
+
+    @classmethod
     def _check_levels(
         cls, in_channels: Sequence[int], in_stride: Sequence[int]
     ) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -180,6 +206,8 @@ class YOLOXPoseHead(nn.Module):
             layers.append(nn.Upsample(scale_factor=finest // s, mode="bilinear", align_corners=False))
         layers += [conv(feat_channels, feat_channels, 3), nn.Conv2d(feat_channels, k, 1)]
         self.heatmap_convs = nn.Sequential(*layers)
+        if self.skip_channels:
+            self.heatmap_skip = ConvBNSiLU(self.skip_channels, feat_channels, 1)
         with torch.no_grad():
             self.heatmap_convs[-1].bias.fill_(-math.log((1 - HEATMAP_PRIOR_PROB) / HEATMAP_PRIOR_PROB))
 
@@ -228,6 +256,9 @@ class YOLOXPoseHead(nn.Module):
 
     def forward(self, feats: Sequence[Tensor]) -> dict[str, Tensor]:
         name = type(self).__name__
+        skip = None
+        if self.skip_channels and not isinstance(feats, Tensor) and len(feats) == len(self.strides) + 1:
+            skip, feats = feats[0], feats[1:]
         if isinstance(feats, Tensor) or len(feats) != len(self.strides):
             got = "a tensor" if isinstance(feats, Tensor) else f"{len(feats)} maps"
             raise ValueError(f"{name} was built for {len(self.strides)} feature levels {self.strides}; got {got}")
@@ -258,8 +289,16 @@ class YOLOXPoseHead(nn.Module):
             "vis_logits": torch.cat(vis, dim=2).transpose(1, 2),
         }
         if self.heatmap_stride:
-            out[HEATMAP_OUTPUT_KEY] = self.heatmap_convs(feats[0])
+            out[HEATMAP_OUTPUT_KEY] = self._heatmaps(feats[0], skip)
         return out
+
+    def _heatmaps(self, finest: Tensor, skip: Tensor | None) -> Tensor:
+        if not self.skip_channels:
+            return self.heatmap_convs(finest)
+        if skip is None:
+            raise ValueError(f"{type(self).__name__} was built with heatmap_skip: the first feature is the skip level")
+        up = self.heatmap_convs[:-2](finest)  # conv (+ upsample) to the heatmap stride
+        return self.heatmap_convs[-1](self.heatmap_convs[-2](up + self.heatmap_skip(skip)))
 
     def decode(self, outputs: Mapping[str, Tensor]) -> list[Poses]:
         """outputs -> one :class:`Poses` per image, by the head's codec."""

@@ -56,6 +56,10 @@ class CSPNeXtPAFPN(nn.Module):
     Bottom-up: the finer result is downsampled by a stride-2 3x3 conv and merged with the
     coarser top-down result by a CSP layer. Each level ends in a 3x3 conv to ``out_channels``.
     As MMDetection's ``CSPNeXtPAFPN`` (SiLU, BN eps 1e-3 / momentum 0.03, module names alike).
+
+    ``pass_through``: the first N inputs skip the merging and come out first, unchanged (their
+    channels and strides kept), so that a head can read finer backbone features beside the
+    merged levels (the one-stage head's stride-4 heatmap skip).
     """
 
     def __init__(
@@ -66,9 +70,18 @@ class CSPNeXtPAFPN(nn.Module):
         num_csp_blocks: int = 3,
         expand_ratio: float = 0.5,
         use_depthwise: bool = False,
+        pass_through: int = 0,
     ) -> None:
         super().__init__()
         in_channels, strides = tuple(in_channels), tuple(strides)
+        if isinstance(pass_through, bool) or not isinstance(pass_through, int) or not 0 <= pass_through < len(strides):
+            raise ValueError(
+                f"pafpn pass_through must be an int from 0 to {len(strides) - 1} (inputs passed on unmerged, finest "
+                f"first); got {pass_through!r}"
+            )
+        self.pass_through = pass_through
+        kept_channels, kept_strides = in_channels[:pass_through], strides[:pass_through]
+        in_channels, strides = in_channels[pass_through:], strides[pass_through:]
         if len(in_channels) != len(strides) or len(in_channels) < 2:
             raise ValueError(
                 f"pafpn needs one stride per input and at least 2 levels; got {len(in_channels)} in_channels "
@@ -101,13 +114,14 @@ class CSPNeXtPAFPN(nn.Module):
         self.bottom_up_blocks = nn.ModuleList(csp(2 * in_channels[i], in_channels[i + 1]) for i in range(n - 1))
         self.out_convs = nn.ModuleList(conv(c, out_channels, 3) for c in in_channels)
         self.in_channels = in_channels
-        self.out_channels: tuple[int, ...] = (out_channels,) * n
-        self.strides: tuple[int, ...] = strides
+        self.out_channels: tuple[int, ...] = kept_channels + (out_channels,) * n
+        self.strides: tuple[int, ...] = kept_strides + strides
 
     def forward(self, feats: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         n = len(self.in_channels)
-        if len(feats) != n:
-            raise ValueError(f"pafpn built for {n} levels got {len(feats)} features")
+        if len(feats) != n + self.pass_through:
+            raise ValueError(f"pafpn built for {n + self.pass_through} levels got {len(feats)} features")
+        kept, feats = tuple(feats[: self.pass_through]), tuple(feats[self.pass_through :])
         inner = [feats[-1]]  # top-down results, finest first
         for j, i in enumerate(range(n - 1, 0, -1)):
             coarse = self.reduce_layers[j](inner[0])
@@ -118,7 +132,7 @@ class CSPNeXtPAFPN(nn.Module):
         for i in range(n - 1):
             down = self.downsamples[i](outs[-1])
             outs.append(self.bottom_up_blocks[i](torch.cat((down, inner[i + 1]), dim=1)))
-        return tuple(conv(x) for conv, x in zip(self.out_convs, outs, strict=True))
+        return kept + tuple(conv(x) for conv, x in zip(self.out_convs, outs, strict=True))
 
 
 @NECKS.register("pafpn")
@@ -129,6 +143,8 @@ def pafpn(
     num_csp_blocks: int = 3,
     expand_ratio: float = 0.5,
     use_depthwise: bool = False,
+    pass_through: int = 0,
 ) -> CSPNeXtPAFPN:
-    """RTMDet's CSPNeXt-PAFPN: every level with ``out_channels`` channels, strides unchanged (each double the last)."""
-    return CSPNeXtPAFPN(in_channels, strides, out_channels, num_csp_blocks, expand_ratio, use_depthwise)
+    """RTMDet's CSPNeXt-PAFPN: every level with ``out_channels`` channels, strides unchanged (each double
+    the last); the first ``pass_through`` inputs come out first, unmerged."""
+    return CSPNeXtPAFPN(in_channels, strides, out_channels, num_csp_blocks, expand_ratio, use_depthwise, pass_through)

@@ -318,3 +318,59 @@ def test_with_the_pafpn_neck_on_a_backbone_pyramid():
     with torch.no_grad():
         poses = head.decode(head(neck(pyramid)))
     assert len(poses) == 2 and all(p.keypoints.shape[1:] == (K, 2) for p in poses)
+
+
+def _skip_head() -> YOLOXPoseHead:
+    codec = build_codec("yoloxpose", input_size=(SIZE, SIZE), refine="heatmap")
+    return HEADS.build(
+        "yoloxpose", in_channels=(8, *CHANNELS), in_stride=(4, *STRIDES), num_keypoints=K, codec=codec,
+        feat_channels=16, heatmap_skip=True,
+    )  # fmt: skip
+
+
+def test_heatmap_skip_feeds_the_stride_4_level_to_the_heatmaps_only():
+    head = _skip_head().eval()
+    assert head.strides == STRIDES and head.num_anchors == A and head.skip_channels == 8
+    skip = torch.randn(2, 8, SIZE // 4, SIZE // 4, requires_grad=True)
+    feats = _feats()
+    out = head((skip, *feats))
+    assert tuple(out["heatmaps"].shape) == (2, K, SIZE // 4, SIZE // 4)
+    (grad,) = torch.autograd.grad(out["heatmaps"].sum(), skip, retain_graph=True)
+    assert grad.abs().sum() > 0
+    dense = sum(out[k].sum() for k in ("obj_logits", "boxes", "keypoints", "vis_logits"))
+    assert torch.autograd.grad(dense, skip, allow_unused=True)[0] is None  # anchors do not read the skip
+    with torch.no_grad():
+        other = head((torch.zeros_like(skip), *feats))
+    torch.testing.assert_close(other["keypoints"], out["keypoints"].detach())
+    assert not torch.allclose(other["heatmaps"], out["heatmaps"].detach())
+    sum(head.loss(head((skip, *feats)), _targets(head, (3, 0))).values()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.heatmap_skip.parameters() if p.ndim > 1)
+
+
+def test_heatmap_skip_is_refused_where_it_cannot_apply():
+    codec = build_codec("yoloxpose", input_size=(SIZE, SIZE), refine="heatmap")
+    plain = build_codec("yoloxpose", input_size=(SIZE, SIZE))
+    with pytest.raises(ValueError, match="needs a codec with refine: heatmap"):
+        HEADS.build("yoloxpose", in_channels=(8, *CHANNELS), in_stride=(4, *STRIDES), num_keypoints=K, codec=plain,
+                    heatmap_skip=True)  # fmt: skip
+    with pytest.raises(ValueError, match="pass it through the neck"):
+        HEADS.build(
+            "yoloxpose", in_channels=CHANNELS, in_stride=STRIDES, num_keypoints=K, codec=codec, heatmap_skip=True
+        )
+    with pytest.raises(ValueError, match="first feature is the skip level"):
+        _skip_head()(_feats())
+
+
+def test_heatmap_skip_on_a_built_estimator_wires_backbone_neck_and_head():
+    from posecore.metainfo import load_meta
+    from posecore.models.estimator import ModelSpec, build_estimator
+
+    spec = ModelSpec.resolve(
+        "yoloxpose-lite0", input_size=(64, 64), backbone={"out_indices": [0, 1, 2, 3], "pretrained": None},
+        neck={"pass_through": 1}, head={"heatmap_skip": True},
+    )  # fmt: skip
+    model = build_estimator(spec, load_meta("coco"), pretrained=False).eval()
+    assert model.neck.strides == (4, 8, 16, 32) and model.head.strides == STRIDES
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64))
+    assert tuple(out["heatmaps"].shape) == (1, K, 16, 16) and out["keypoints"].shape[1] == 8 * 8 + 4 * 4 + 2 * 2

@@ -89,3 +89,29 @@ def test_refuses_what_it_cannot_merge():
         NECKS.build("pafpn", in_channels=IN_CHANNELS, strides=STRIDES, out_channels=0)
     with pytest.raises(ValueError, match="3 levels got 2"):
         _neck(num_csp_blocks=1)(_pyramid()[:2])
+
+
+def test_pass_through_levels_come_out_first_unchanged():
+    fine = torch.randn(2, 12, 16, 12)
+    neck = NECKS.build(
+        "pafpn",
+        in_channels=(12, *IN_CHANNELS),
+        strides=(4, *STRIDES),
+        out_channels=16,
+        num_csp_blocks=1,
+        pass_through=1,
+    )
+    assert neck.out_channels == (12, 16, 16, 16) and neck.strides == (4, *STRIDES)
+    outs = neck((fine, *_pyramid()))
+    assert outs[0] is fine and [tuple(o.shape) for o in outs[1:]] == [(2, 16, h, w) for h, w in SIZES]
+    merged = _neck(num_csp_blocks=1)
+    merged.load_state_dict(neck.state_dict())  # the merging part is the plain neck's
+    merged.eval(), neck.eval()
+    feats = _pyramid()
+    for a, b in zip(neck((fine, *feats))[1:], merged(feats), strict=True):
+        torch.testing.assert_close(a, b)
+    for bad in (-1, 3, True):
+        with pytest.raises(ValueError, match="pass_through"):
+            _neck(pass_through=bad)
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        _neck(pass_through=2)
