@@ -61,7 +61,9 @@ class YOLOXPoseHead(nn.Module):
     Decoding snaps the regressed keypoints to their peaks (CenterNet; ``posecore/codecs/_refine.py``).
     With ``heatmap_skip`` the first input level is finer backbone features at the heatmap stride
     (the neck's ``pass_through``), read by the heatmap branch only: a 1x1 conv of it is added to
-    the upsampled finest level, as a U-Net skip; the anchors sit on the other levels.
+    the upsampled finest level, as a U-Net skip; the anchors sit on the other levels. With a codec
+    that predicts no heatmaps (``refine: none``) the skip level is accepted and read by nothing, so
+    that the preset's codec can be overridden alone.
     """
 
     multi_level: ClassVar[bool] = True
@@ -92,10 +94,9 @@ class YOLOXPoseHead(nn.Module):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        self.skip_channels = 0
+        self.skip_channels, self.skip_level = 0, bool(heatmap_skip)
         if heatmap_skip:
-            in_channels, in_stride, skip = self._split_skip(in_channels, in_stride, codec)
-            self.skip_channels = skip
+            in_channels, in_stride, self.skip_channels = self._split_skip(in_channels, in_stride, codec)
         self.in_channels, self.strides = self._check_levels(in_channels, in_stride)
         self.num_keypoints = _positive_int(name, "num_keypoints", num_keypoints, " (use the dataset meta's)")
         feat_channels = _positive_int(name, "feat_channels", feat_channels)
@@ -160,19 +161,18 @@ class YOLOXPoseHead(nn.Module):
     def _split_skip(
         cls, in_channels: Sequence[int], in_stride: Sequence[int], codec: Codec
     ) -> tuple[tuple[int, ...], tuple[int, ...], int]:
-        """(anchor levels' channels, their strides, the skip level's channels) for ``heatmap_skip``."""
+        """(anchor levels' channels, their strides, the skip level's channels: 0 when nothing reads it)."""
         name = cls.__name__
         channels, strides = tuple(in_channels), tuple(in_stride)
-        s = int(getattr(codec, "heatmap_stride", 0)) if getattr(codec, "refine", "") == "heatmap" else 0
-        if not s:
-            raise ValueError(f"{name}: heatmap_skip needs a codec with refine: heatmap (the skip feeds the heatmaps)")
-        if len(channels) < 2 or len(strides) != len(channels) or strides[0] != s:
+        heatmaps = HEATMAP_OUTPUT_KEY in tuple(getattr(codec, "output_keys", ()))
+        s = int(getattr(codec, "heatmap_stride", 4))
+        if len(channels) < 2 or len(strides) != len(channels) or (heatmaps and strides[0] != s):
             raise ValueError(
                 f"{name}: heatmap_skip reads the first level as features at the heatmap stride {s}, then the anchor "
                 f"levels; got strides {strides}. Add the backbone's stride-{s} level (out_indices) and pass it "
-                "through the neck (pafpn pass_through: 1)"
+                "through the neck (pafpn pass_through: 1), or set heatmap_skip: false"
             )
-        return channels[1:], strides[1:], int(channels[0])
+        return channels[1:], strides[1:], int(channels[0]) if heatmaps else 0
 
     @classmethod
     def _check_levels(
@@ -257,7 +257,7 @@ class YOLOXPoseHead(nn.Module):
     def forward(self, feats: Sequence[Tensor]) -> dict[str, Tensor]:
         name = type(self).__name__
         skip = None
-        if self.skip_channels and not isinstance(feats, Tensor) and len(feats) == len(self.strides) + 1:
+        if self.skip_level and not isinstance(feats, Tensor) and len(feats) == len(self.strides) + 1:
             skip, feats = feats[0], feats[1:]
         if isinstance(feats, Tensor) or len(feats) != len(self.strides):
             got = "a tensor" if isinstance(feats, Tensor) else f"{len(feats)} maps"

@@ -350,9 +350,10 @@ def test_heatmap_skip_feeds_the_stride_4_level_to_the_heatmaps_only():
 def test_heatmap_skip_is_refused_where_it_cannot_apply():
     codec = build_codec("yoloxpose", input_size=(SIZE, SIZE), refine="heatmap")
     plain = build_codec("yoloxpose", input_size=(SIZE, SIZE))
-    with pytest.raises(ValueError, match="needs a codec with refine: heatmap"):
-        HEADS.build("yoloxpose", in_channels=(8, *CHANNELS), in_stride=(4, *STRIDES), num_keypoints=K, codec=plain,
-                    heatmap_skip=True)  # fmt: skip
+    unread = HEADS.build("yoloxpose", in_channels=(8, *CHANNELS), in_stride=(4, *STRIDES), num_keypoints=K,
+                         codec=plain, heatmap_skip=True)  # fmt: skip
+    assert unread.skip_channels == 0 and not hasattr(unread, "heatmap_skip") and unread.strides == STRIDES
+    assert "heatmaps" not in unread((torch.randn(2, 8, SIZE // 4, SIZE // 4), *_feats()))  # refine: none reads no skip
     with pytest.raises(ValueError, match="pass it through the neck"):
         HEADS.build(
             "yoloxpose", in_channels=CHANNELS, in_stride=STRIDES, num_keypoints=K, codec=codec, heatmap_skip=True
