@@ -283,11 +283,14 @@ def _pre_process(src: Path, dst: Path) -> Path:
 
     Symbolic shape inference fails on some dynamo exports; ONNX's own shape inference then
     still does. When both fail the model is quantised as it is (pre-processing only helps).
+    Runs from ``dst``'s folder (a temporary one): when ORT's symbolic shape inference gives up it
+    saves ``sym_shape_infer_temp.onnx`` and its external data into the working directory.
     """
+    src, dst = src.resolve(), dst.resolve()
     errors = []
     for skip_symbolic in (False, True):
         try:
-            with _quiet(), warnings.catch_warnings():
+            with _quiet(), warnings.catch_warnings(), contextlib.chdir(dst.parent):
                 warnings.simplefilter("ignore")
                 quant_pre_process(str(src), str(dst), skip_symbolic_shape=skip_symbolic)
             return dst

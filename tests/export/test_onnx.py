@@ -114,6 +114,33 @@ def test_quantised_models_run_and_carry_the_metadata(setup, tmp_path: Path, mode
     assert ort_latency_ms(session, calibration, runs=2, warmup=1) > 0
 
 
+def test_quantisation_leaves_nothing_in_the_working_directory(
+    setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ORT's symbolic shape inference saves its half-inferred model into the cwd when it gives up."""
+    import posecore.export.onnx as onnx_export
+
+    _, _, path = setup
+    real = onnx_export.quant_pre_process
+    calls = []
+
+    def symbolic_gives_up(src: str, dst: str, skip_symbolic_shape: bool) -> None:
+        calls.append(skip_symbolic_shape)
+        if not skip_symbolic_shape:  # what ORT does: save into the cwd, then raise
+            Path("sym_shape_infer_temp.onnx").write_bytes(b"half-inferred")
+            raise RuntimeError("Incomplete symbolic shape inference")
+        real(src, dst, skip_symbolic_shape=True)
+
+    monkeypatch.setattr(onnx_export, "quant_pre_process", symbolic_gives_up)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    out = quantize(path, "model.int8.onnx", "dynamic")  # a relative output path is the caller's cwd
+    assert calls == [False, True]
+    assert sorted(p.name for p in work.iterdir()) == ["model.int8.onnx"] and out.resolve() == work / out.name
+    assert ort_session(out) is not None
+
+
 def test_static_quantisation_needs_calibration(setup, tmp_path: Path) -> None:
     _, _, path = setup
     with pytest.raises(ValueError, match="needs calibration inputs"):
