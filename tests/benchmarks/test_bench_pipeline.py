@@ -17,6 +17,13 @@ TINY = [
     "--set", "model.preset=synthetic-lite0", "--set", "model.input_size=[64, 64]",
     "--set", "model.backbone={name: mobilenetv3_small}",
     "--set", "export.dynamo=false", "--set", "export.latency_runs=1", "--set", "export.parity_samples=4",
+    # the 3D group at its defaults takes ~11 min a run, and the benchmark runs the stages more than once
+    "--set", "lift.synth.n_subjects_train=1", "--set", "lift.synth.n_subjects_val=1",
+    "--set", "lift.synth.sequences_per_subject=2", "--set", "lift.synth.frames_min=30",
+    "--set", "lift.synth.frames_max=40", "--set", "lift.synth.cameras_per_sequence=1",
+    "--set", "lift.model.channels=16", "--set", "lift.model.receptive_field=9", "--set", "lift.baseline.channels=16",
+    "--set", "lift.baseline_epochs=1", "--set", "lift.train.epochs=1", "--set", "lift.train.warmup_iters=1",
+    "--set", "lift.train.global_batch_size=16", "--set", "lift.train.batch_size_per_device=16",
 ]  # fmt: skip
 
 

@@ -69,7 +69,10 @@ def test_flip_test_prediction_is_the_mean_with_the_mirror(sequences) -> None:
     lifter.eval()
     with torch.no_grad():
         expected, _ = codec.decode({"joints_3d": flip_test(lifter, data.inputs, FLIP)})
-    torch.testing.assert_close(predict_sequences(lifter, data, FLIP, batch_frames=7), expected.float())
+    # chunks of 7 frames and the whole batch take different float32 GEMM paths (off by ~100 ulps in mm)
+    torch.testing.assert_close(
+        predict_sequences(lifter, data, FLIP, batch_frames=7), expected.float(), rtol=1e-4, atol=1e-3
+    )
 
 
 def test_report_scores_predictions_against_decoded_ground_truth(sequences) -> None:

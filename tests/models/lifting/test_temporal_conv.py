@@ -42,7 +42,9 @@ def all_relus_active(model: TemporalConvNet) -> TemporalConvNet:
 def changed_outputs(model: TemporalConvNet, frames: int, *perturbed: list[int]) -> list[set[int]]:
     """For each list of input frames, the indices of the outputs that change when those frames change.
 
-    One eval-mode float64 batch: the unperturbed sequence, then one copy per list.
+    One eval-mode float64 batch: the unperturbed sequence, then one copy per list. "Changes" is
+    relative to the largest output: the rows of a batch may take different kernel paths (the
+    CPU's vector width), which moves untouched outputs by a few ulps, 2e-12 on outputs of 1e4.
     """
     model = copy.deepcopy(model).double()
     g = torch.Generator().manual_seed(1)
@@ -52,7 +54,8 @@ def changed_outputs(model: TemporalConvNet, frames: int, *perturbed: list[int]) 
     with torch.no_grad():
         out = model(x)
     diff = (out[1:] - out[:1]).abs().amax(dim=(2, 3))  # (len(perturbed), T_out)
-    return [{int(i) for i in torch.nonzero(d > 1e-12).flatten()} for d in diff]
+    tol = 1e-10 * float(out.abs().max())
+    return [{int(i) for i in torch.nonzero(d > tol).flatten()} for d in diff]
 
 
 @pytest.mark.parametrize("receptive_field", [27, 81, 243])
