@@ -8,6 +8,16 @@ from typing import Any
 
 import yaml
 
+# The 3D stage group, tiny: 2 + 2 short sequences, 16-channel lifters, one epoch (updates `lift:`)
+TINY_LIFT: dict[str, Any] = {
+    "synth": {"n_subjects_train": 1, "n_subjects_val": 1, "sequences_per_subject": 2, "frames_min": 30,
+              "frames_max": 40, "cameras_per_sequence": 1, "n_cameras_train": 1, "n_cameras_val": 1},
+    "model": {"channels": 16, "receptive_field": 9},
+    "baseline": {"channels": 16},
+    "baseline_epochs": 1,
+    "train": {"epochs": 1, "global_batch_size": 16, "batch_size_per_device": 16, "warmup_iters": 1, "progress": False},
+}  # fmt: skip
+
 PIPELINE_FILES = (
     "dvc.yaml",
     "params.yaml",
@@ -47,13 +57,11 @@ def tiny_params(repo: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     params["model"].update(preset="synthetic-lite0", input_size=[64, 64], backbone={"name": "mobilenetv3_small"})
     params["train"].update(epochs=1, global_batch_size=4, batch_size_per_device=4, num_workers=0, warmup_iters=1)
     params["train"].update(val_interval=1, progress=False, log_interval=1)
-    lift = params["lift"]  # the 3D stage group: 2 + 2 short sequences, 16-channel lifters, one epoch
-    lift["synth"].update(n_subjects_train=1, n_subjects_val=1, sequences_per_subject=2, frames_min=30, frames_max=40)
-    lift["synth"].update(cameras_per_sequence=1, n_cameras_train=1, n_cameras_val=1)
-    lift["model"].update(channels=16, receptive_field=9)
-    lift["baseline"].update(channels=16)
-    lift["baseline_epochs"] = 1
-    lift["train"].update(epochs=1, global_batch_size=16, batch_size_per_device=16, warmup_iters=1, progress=False)
+    for key, value in TINY_LIFT.items():
+        if isinstance(value, dict):
+            params["lift"][key].update(value)
+        else:
+            params["lift"][key] = value
     for section, values in sections.items():
         params.setdefault(section, {}).update(values)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

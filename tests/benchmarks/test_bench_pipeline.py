@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workspace import TINY_LIFT  # tests/_helpers
 
 # A tiny, fast model and export: the benchmark's plumbing is under test here, not the numbers.
 TINY = [
@@ -17,14 +18,11 @@ TINY = [
     "--set", "model.preset=synthetic-lite0", "--set", "model.input_size=[64, 64]",
     "--set", "model.backbone={name: mobilenetv3_small}",
     "--set", "export.dynamo=false", "--set", "export.latency_runs=1", "--set", "export.parity_samples=4",
-    # the 3D group at its defaults takes ~11 min a run, and the benchmark runs the stages more than once
-    "--set", "lift.synth.n_subjects_train=1", "--set", "lift.synth.n_subjects_val=1",
-    "--set", "lift.synth.sequences_per_subject=2", "--set", "lift.synth.frames_min=30",
-    "--set", "lift.synth.frames_max=40", "--set", "lift.synth.cameras_per_sequence=1",
-    "--set", "lift.model.channels=16", "--set", "lift.model.receptive_field=9", "--set", "lift.baseline.channels=16",
-    "--set", "lift.baseline_epochs=1", "--set", "lift.train.epochs=1", "--set", "lift.train.warmup_iters=1",
-    "--set", "lift.train.global_batch_size=16", "--set", "lift.train.batch_size_per_device=16",
 ]  # fmt: skip
+# The 3D group at its defaults takes ~11 min a run, and the benchmark runs the stages more than once.
+for _key, _value in TINY_LIFT.items():
+    for _leaf, _v in (_value if isinstance(_value, dict) else {"": _value}).items():
+        TINY += ["--set", f"lift.{_key}{'.' + _leaf if _leaf else ''}={json.dumps(_v)}"]
 
 
 @pytest.mark.slow
