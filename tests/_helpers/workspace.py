@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,17 @@ TINY_LIFT: dict[str, Any] = {
     "baseline_epochs": 1,
     "train": {"epochs": 1, "global_batch_size": 16, "batch_size_per_device": 16, "warmup_iters": 1, "progress": False},
 }  # fmt: skip
+
+
+def tiny_lift_flags() -> list[str]:
+    """TINY_LIFT as the ``--set lift.KEY=VALUE`` flags that posecore's commands take."""
+    flags = []
+    for key, value in TINY_LIFT.items():
+        leaves = {f"{key}.{leaf}": v for leaf, v in value.items()} if isinstance(value, dict) else {key: value}
+        for name, v in leaves.items():
+            flags += ["--set", f"lift.{name}={json.dumps(v)}"]
+    return flags
+
 
 PIPELINE_FILES = (
     "dvc.yaml",

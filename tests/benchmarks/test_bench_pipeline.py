@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workspace import TINY_LIFT  # tests/_helpers
+from workspace import tiny_lift_flags  # tests/_helpers
 
 # A tiny, fast model and export: the benchmark's plumbing is under test here, not the numbers.
 TINY = [
@@ -20,9 +20,7 @@ TINY = [
     "--set", "export.dynamo=false", "--set", "export.latency_runs=1", "--set", "export.parity_samples=4",
 ]  # fmt: skip
 # The 3D group at its defaults takes ~11 min a run, and the benchmark runs the stages more than once.
-for _key, _value in TINY_LIFT.items():
-    for _leaf, _v in (_value if isinstance(_value, dict) else {"": _value}).items():
-        TINY += ["--set", f"lift.{_key}{'.' + _leaf if _leaf else ''}={json.dumps(_v)}"]
+TINY += tiny_lift_flags()
 
 
 @pytest.mark.slow
