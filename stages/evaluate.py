@@ -86,7 +86,7 @@ def run(params: Params, out_dir: Path | None = None, device: str | None = None) 
                 f"evaluate.boxes is {cfg.boxes!r}, but the model in {train_dir} is one-stage: it finds the people "
                 "itself and is scored on whole images; set evaluate.boxes=gt (boxes apply to top-down models)"
             )
-        people = predict_images(trained.model, split, cfg.batch_size, dev)
+        people = predict_images(trained.model, split, cfg.batch_size, dev, flip_test=cfg.flip_test)
         comparison = _topdown_comparison(params, dataset_dir, trained.meta)
         protocol = Protocol(boxes="none", eval_data=eval_data)
         outputs = write_bottomup_report(

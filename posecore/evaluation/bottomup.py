@@ -66,7 +66,8 @@ class OneStagePredictor(Protocol):
     """What :func:`predict_images` runs: a one-stage :class:`~posecore.models.estimator.PoseEstimator`
     or an ONNX predictor with the same ``predict``.
 
-    ``predict`` takes normalised inputs (B, 3, h, w) float32 and returns one
+    ``predict`` takes normalised inputs (B, 3, h, w) float32 and ``flip_test`` (average the
+    keypoint heatmaps with the mirrored image's, where the model has them) and returns one
     :class:`~posecore.codecs.base.Poses` per image (model-input pixels, best first, torch or
     NumPy); ``mean``/``std`` (RGB, 0..255) normalise the cached uint8 images; ``flip_indices``
     has one entry per keypoint (it gives K when nothing is found).
@@ -76,7 +77,7 @@ class OneStagePredictor(Protocol):
     std: tuple[float, ...]
     flip_indices: Sequence[int]
 
-    def predict(self, inputs: Tensor) -> list[Poses]: ...
+    def predict(self, inputs: Tensor, flip_test: bool = False) -> list[Poses]: ...
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -97,9 +98,13 @@ def _boxes_through(boxes: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 @torch.no_grad()
 def predict_images(
-    model: OneStagePredictor, split: ImageSplit, batch_size: int = 64, device: torch.device | None = None
+    model: OneStagePredictor,
+    split: ImageSplit,
+    batch_size: int = 64,
+    device: torch.device | None = None,
+    flip_test: bool = False,
 ) -> KeypointPredictions:
-    """Run ``model.predict`` over every image of a one-stage val split; people in image pixels.
+    """Run ``model.predict`` (with ``flip_test``) over every image of a one-stage val split; people in image pixels.
 
     Returns one row per person found (image_ids repeat; an image where nobody was found has no
     row): keypoints and boxes mapped back by the inverse warp, ``bbox_scores`` the person scores,
@@ -116,7 +121,7 @@ def predict_images(
             for start in range(0, n, batch_size):
                 idx = np.arange(start, min(n, start + batch_size))
                 inputs = normalized_inputs(split, idx, model.mean, model.std)
-                poses = model.predict(inputs if device is None else inputs.to(device))
+                poses = model.predict(inputs if device is None else inputs.to(device), flip_test=flip_test)
                 if len(poses) != len(idx):
                     raise ValueError(f"predict returned {len(poses)} results for a batch of {len(idx)} images")
                 to_image = invert_affine_numpy(split.warp[idx])
@@ -312,7 +317,7 @@ def make_bottomup_validator(
     """``validate(model, epoch) -> metrics`` for the trainer (MLflow names; the trainer adds ``val/``)."""
 
     def validate(model: nn.Module, epoch: int) -> dict[str, float]:
-        preds = predict_images(model, split, cfg.batch_size)  # type: ignore[arg-type]
+        preds = predict_images(model, split, cfg.batch_size, flip_test=cfg.flip_test)  # type: ignore[arg-type]
         return metric_names(score_bottomup(preds, split, gt_file, meta, cfg).metrics)
 
     return validate

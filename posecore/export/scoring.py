@@ -19,6 +19,7 @@ from torch import Tensor
 
 from posecore.codecs import Codec
 from posecore.codecs.base import Poses
+from posecore.codecs.yoloxpose import HEATMAP_OUTPUT_KEY as HEATMAPS
 from posecore.data.cache import CacheSpec, CacheSplit, cache_key, codec_from_config, open_cache
 from posecore.data.images import ImageSplit
 from posecore.datasets.layout import DatasetLayout
@@ -27,7 +28,7 @@ from posecore.evaluation.topdown import EvalConfig, EvalResult, metric_names, pr
 from posecore.export.bundle import BundleInfo
 from posecore.export.onnx import ort_session, run_onnx
 from posecore.metainfo import DatasetMeta, load_meta
-from posecore.models.flip import average_flip, flip_outputs
+from posecore.models.flip import average_flip, flip_cell_heatmaps, flip_outputs
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class OnnxPredictor:
     them, as :meth:`PoseEstimator.flip_averaged` does; ``codec`` decodes (the torch decode, so the
     numbers match the evaluate stage's). With a one-stage codec (``codec.task``), as
     :meth:`PoseEstimator.predict`: one :class:`~posecore.codecs.base.Poses` per image (input
-    pixels), no flip test.
+    pixels); its flip test averages the keypoint heatmaps only (:meth:`PoseEstimator.heatmaps_flip_averaged`).
     """
 
     session: Any  # onnxruntime.InferenceSession
@@ -58,12 +59,15 @@ class OnnxPredictor:
 
     def predict(self, inputs: Tensor, flip_test: bool = False) -> tuple[Tensor, Tensor] | list[Poses]:
         outputs = {k: torch.from_numpy(v) for k, v in run_onnx(self.session, inputs.cpu().numpy()).items()}
-        if self.codec.task == "onestage":
-            return self.codec.decode(outputs)  # type: ignore[return-value]
-        if flip_test:
+        if flip_test and (self.codec.task == "topdown" or HEATMAPS in outputs):
             mirrored = {k: torch.from_numpy(v) for k, v in run_onnx(self.session, inputs.flip(-1).numpy()).items()}
-            back = flip_outputs(mirrored, self.flip_indices, self.shift_heatmap, self.input_size)
-            outputs = average_flip(outputs, back)
+            if self.codec.task == "onestage":
+                back = flip_cell_heatmaps(mirrored[HEATMAPS], self.flip_indices, int(self.codec.heatmap_stride))  # type: ignore[attr-defined]
+                outputs[HEATMAPS] = (outputs[HEATMAPS] + back) * 0.5
+            else:
+                outputs = average_flip(
+                    outputs, flip_outputs(mirrored, self.flip_indices, self.shift_heatmap, self.input_size)
+                )
         return self.codec.decode(outputs)
 
 
@@ -86,7 +90,8 @@ def score_onnx(
     if info.task == "onestage":
         if not isinstance(split, ImageSplit):
             raise ValueError("a one-stage bundle is scored on whole images: give the one-stage cache's val split")
-        return score_bottomup(predict_images(predictor, split, cfg.batch_size), split, gt_file, meta, cfg)
+        people = predict_images(predictor, split, cfg.batch_size, flip_test=info.flip_test)
+        return score_bottomup(people, split, gt_file, meta, cfg)
     preds = predict_split(predictor, split, info.flip_test, cfg.batch_size)  # type: ignore[arg-type]
     return score_predictions(preds, split, gt_file, meta, cfg)  # type: ignore[arg-type]
 

@@ -15,7 +15,8 @@ ONNX with a dynamic batch axis (:mod:`posecore.export.onnx`), embeds ``bundle.js
 
 A one-stage model (``model.task == "onestage"``) goes the same way on the one-stage cache's whole
 val images (:class:`~posecore.data.images.ImageSplit`): its bundle says ``task: onestage`` and
-records no flip test (there is none), and its accuracy is the one-stage evaluation's.
+records a flip test only when the network has keypoint heatmaps (it averages just those,
+:func:`~posecore.models.flip.flip_cell_heatmaps`), and its accuracy is the one-stage evaluation's.
 
 The bundle also carries the PyTorch weights (``weights.pt``, ``model.json``) for warm starts.
 The bundle folder appears complete or not at all; the numbers go to ``export.metrics``.
@@ -155,7 +156,7 @@ def export_and_verify(
         trained.meta,
         outputs=output_names(model),
         bbox_padding=bbox_padding,
-        flip_test=eval_cfg.flip_test and not onestage,
+        flip_test=eval_cfg.flip_test and model.has_flip_test,
         quantization=cfg.quantize,
         provenance=dict(provenance),
     )

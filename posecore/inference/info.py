@@ -31,8 +31,8 @@ class ModelInfo:
 
     input_size (w, h) in pixels; mean/std RGB in 0..255; codec ``{"name": ..., fields}``;
     skeleton as (a, b) keypoint indices; colours RGB. ``task``: ``topdown`` (person crops in,
-    boxes from elsewhere) or ``onestage`` (whole images in, it finds the people; no flip test,
-    ``bbox_padding`` unused).
+    boxes from elsewhere) or ``onestage`` (whole images in, it finds the people; ``bbox_padding``
+    unused; the flip test averages its keypoint heatmaps only, when it has them).
     """
 
     input_size: tuple[int, int]

@@ -6,8 +6,10 @@ Imports no torch.
 :class:`~posecore.inference.model.OneStageModel` for one-stage ones, ``predict_images``), so the
 pipeline runs either; :func:`load_model` picks by what the folder holds (``model.onnx`` +
 ``bundle.json``, or ``best.pt`` + ``model.json`` + ``meta.yaml``). Outputs are decoded by the
-codec's ``decode_numpy`` (:func:`posecore.codecs.numpy_decoder`) and flip-tested (top-down only)
-by :func:`posecore.models.flip.flip_outputs_numpy`, the NumPy twins of the torch code.
+codec's ``decode_numpy`` (:func:`posecore.codecs.numpy_decoder`) and flip-tested by
+:func:`posecore.models.flip.flip_outputs_numpy` (top-down) or, for one-stage networks with keypoint
+heatmaps, :func:`~posecore.models.flip.flip_cell_heatmaps_numpy` on the heatmaps only: the NumPy
+twins of the torch code.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import numpy as np
 
 from posecore.codecs import numpy_decoder
 from posecore.codecs.base import Poses
+from posecore.codecs.yoloxpose import HEATMAP_OUTPUT_KEY as HEATMAPS
+from posecore.codecs.yoloxpose import YOLOXPose
 from posecore.export.bundle import INFO_FILE, METADATA_KEY, MODEL_FILE, BundleError, BundleInfo
 from posecore.inference.info import ModelInfo
 from posecore.inference.model import normalize_crops, predict_whole_images, require_task
 from posecore.inference.torch_model import CHECKPOINT_FILES, TorchModel
-from posecore.models.flip import average_flip_numpy, flip_outputs_numpy
+from posecore.models.flip import average_flip_numpy, flip_cell_heatmaps_numpy, flip_outputs_numpy
 
 __all__ = ["BundleModel", "load_model"]
 
@@ -90,7 +94,8 @@ class BundleModel:
         self.info = ModelInfo.from_bundle(bundle)
         self.decoder = numpy_decoder(self.info.codec, self.info.input_size)
         self.flip_test = self.info.flip_test if flip_test is None else bool(flip_test)
-        self.flip_test = self.flip_test and self.info.task == "topdown"
+        # a one-stage network flip-tests its keypoint heatmaps only, when it has them
+        self.flip_test = self.flip_test and (self.info.task == "topdown" or HEATMAPS in bundle.outputs)
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != [bundle.input_name]:
             raise BundleError(f"{onnx_path}: expected one input named {bundle.input_name!r}, got {inputs}")
@@ -118,6 +123,11 @@ class BundleModel:
         both = self.run(np.concatenate([inputs, inputs[..., ::-1]], axis=0))
         plain = {k: v[:n] for k, v in both.items()}
         mirrored = {k: v[n:] for k, v in both.items()}
+        if self.info.task == "onestage":
+            stride = int(self.info.codec.get("heatmap_stride", YOLOXPose.heatmap_stride))
+            back_maps = flip_cell_heatmaps_numpy(mirrored[HEATMAPS], self.info.flip_indices, stride)
+            plain[HEATMAPS] = (plain[HEATMAPS] + back_maps) * plain[HEATMAPS].dtype.type(0.5)
+            return plain
         back = flip_outputs_numpy(mirrored, self.info.flip_indices, self.info.shift_heatmap, self.info.input_size)
         return average_flip_numpy(plain, back)
 
@@ -143,7 +153,7 @@ class BundleModel:
         :class:`~posecore.codecs.base.Poses` per image, every person found, in image pixels
         (letterboxed as the one-stage cache does, :func:`posecore.transforms.letterbox.letterbox`)."""
         require_task(self.info, "onestage", self.path)
-        return predict_whole_images(lambda x: self.decoder(self.run(x)), images, self.info, batch_size)  # type: ignore[arg-type,return-value]
+        return predict_whole_images(lambda x: self.decoder(self.outputs(x)), images, self.info, batch_size)  # type: ignore[arg-type,return-value]
 
 
 def load_model(

@@ -46,7 +46,7 @@ class TorchModel:
         trained = load_trained(folder, device=self.device, checkpoint=checkpoint)
         model, spec = trained.model, trained.spec
         self.model = model
-        self.flip_test = (spec.flip_test if flip_test is None else bool(flip_test)) and model.task == "topdown"
+        self.flip_test = (spec.flip_test if flip_test is None else bool(flip_test)) and model.has_flip_test
         self.folder = Path(folder)
         self.info = ModelInfo.from_meta(
             trained.meta,
@@ -93,7 +93,7 @@ class TorchModel:
 
         def run(inputs: np.ndarray) -> list[Poses]:
             with torch.no_grad():
-                found = self.model.predict(torch.from_numpy(inputs).to(self.device))
+                found = self.model.predict(torch.from_numpy(inputs).to(self.device), flip_test=self.flip_test)
             fields = ("boxes", "scores", "keypoints", "keypoint_scores")
             return [Poses(**{f: getattr(p, f).float().cpu().numpy() for f in fields}) for p in found]
 

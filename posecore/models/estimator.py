@@ -25,9 +25,10 @@ import posecore.models.backbones  # noqa: F401  (registers)
 import posecore.models.heads  # noqa: F401
 import posecore.models.necks  # noqa: F401
 from posecore.codecs import Codec, build_codec, codec_class
+from posecore.codecs.yoloxpose import HEATMAP_OUTPUT_KEY as HEATMAPS
 from posecore.metainfo import DatasetMeta
 from posecore.models.builders import BACKBONES, HEADS, NECKS
-from posecore.models.flip import average_flip, flip_outputs
+from posecore.models.flip import average_flip, flip_cell_heatmaps, flip_outputs
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -133,8 +134,10 @@ class PoseEstimator(nn.Module):
     Top-down (``task == "topdown"``, one person per input): ``predict`` decodes to keypoints
     (B, K, 2) in input pixels and scores (B, K), averaging with the horizontally flipped input
     when ``flip_test`` is on. One-stage (``"onestage"``, whole images): ``predict`` returns one
-    :class:`~posecore.codecs.base.Poses` per image (every person found, input pixels); there is
-    no flip test (as MMPose's RTMO / YOLOX-Pose), ``flip_test`` is ignored.
+    :class:`~posecore.codecs.base.Poses` per image (every person found, input pixels). Its flip
+    test averages only the keypoint heatmaps of a codec with ``refine="heatmap"`` (what keypoints
+    snap to, :func:`~posecore.models.flip.flip_cell_heatmaps`); people are found on the plain
+    image. A one-stage model without heatmaps has no flip test (as MMPose's RTMO / YOLOX-Pose).
     """
 
     def __init__(
@@ -170,11 +173,26 @@ class PoseEstimator(nn.Module):
         flipped = flip_outputs(self(inputs.flip(-1)), self.flip_indices, self.spec.shift_heatmap, self.spec.input_size)
         return average_flip(outputs, flipped)
 
+    def heatmaps_flip_averaged(self, inputs: Tensor) -> dict[str, Tensor]:
+        """One-stage outputs whose "heatmaps" are averaged with the mirrored input's (mapped back);
+        one batch of 2B through the network."""
+        both = self(torch.cat([inputs, inputs.flip(-1)]))
+        n = inputs.shape[0]
+        outputs = {key: value[:n] for key, value in both.items()}
+        back = flip_cell_heatmaps(both[HEATMAPS][n:], self.flip_indices, int(self.codec.heatmap_stride))
+        outputs[HEATMAPS] = (outputs[HEATMAPS] + back) * 0.5
+        return outputs
+
+    @property
+    def has_flip_test(self) -> bool:
+        """Whether ``predict`` can flip-test: every top-down model; one-stage ones with heatmaps."""
+        return self.task == "topdown" or HEATMAPS in tuple(getattr(self.codec, "output_keys", ()))
+
     @torch.no_grad()
     def predict(self, inputs: Tensor, flip_test: bool | None = None) -> Any:
+        use_flip = (self.spec.flip_test if flip_test is None else flip_test) and self.has_flip_test
         if self.task == "onestage":
-            return self.codec.decode(self(inputs))
-        use_flip = self.spec.flip_test if flip_test is None else flip_test
+            return self.codec.decode(self.heatmaps_flip_averaged(inputs) if use_flip else self(inputs))
         outputs = self.flip_averaged(inputs) if use_flip else self(inputs)
         return self.codec.decode(outputs)
 

@@ -22,6 +22,13 @@ heatmap grid (x = s * i) - why MMPose shifts MSRA heatmaps and not UDP ones. Sim
 split_ratio r comes back r - 1 bins right ((r - 1) / r input pixels), which MMPose, and we,
 leave as it is.
 
+One-stage heatmaps (:func:`flip_cell_heatmaps`) follow another convention: their cell i stands
+for input pixel s * i (targets put the peak at keypoint / s rounded), so a mirrored whole image's
+maps come back (s - 1) / s of a cell left, and are resampled that far right (linearly; the
+first column repeats) before averaging. The one-stage flip test averages the heatmaps only:
+people are found, boxed and regressed from the plain image, and the averaged maps are what
+their keypoints snap to.
+
 Each rule has its NumPy twin (:func:`flip_outputs_numpy`, :func:`average_flip_numpy`) for the
 torch-free bundle runtime; ``tests/models/test_flip.py`` checks them against each other key by
 key. torch is imported lazily, so the NumPy half runs without it.
@@ -42,7 +49,14 @@ if TYPE_CHECKING:
 else:
     torch = lazy_import("torch")
 
-__all__ = ["average_flip", "average_flip_numpy", "flip_outputs", "flip_outputs_numpy"]
+__all__ = [
+    "average_flip",
+    "average_flip_numpy",
+    "flip_cell_heatmaps",
+    "flip_cell_heatmaps_numpy",
+    "flip_outputs",
+    "flip_outputs_numpy",
+]
 
 _SWAP_ONLY = ("sigmas", "keypoint_weights", "simcc_y")
 
@@ -177,6 +191,36 @@ def _flip_coords_numpy(coords: np.ndarray, index: np.ndarray, input_size: tuple[
     if input_size is not None:
         x = x - 1.0 / input_size[0]
     return np.stack((x, coords[..., 1]), axis=-1)[:, index].astype(coords.dtype)
+
+
+def _check_cell_heatmaps(shape: tuple[int, ...], k: int, stride: int) -> None:
+    if len(shape) != 4 or shape[1] != k:
+        raise ValueError(f"flip_cell_heatmaps: heatmaps must be (B, K = {k}, h, w) to match flip_indices; got {shape}")
+    if stride < 1:
+        raise ValueError(f"flip_cell_heatmaps: stride must be >= 1, got {stride}")
+
+
+def flip_cell_heatmaps(heatmaps: Tensor, flip_indices: Sequence[int], stride: int) -> Tensor:
+    """One-stage heatmaps (B, K, h, w) of a mirrored whole image -> the original orientation
+    (module docstring): mirror W, reorder channels by ``flip_indices``, and resample the maps
+    (s - 1) / s of a cell right, s = ``stride`` (input pixels per cell). A new tensor."""
+    indices = _checked_indices(flip_indices)
+    _check_cell_heatmaps(tuple(heatmaps.shape), len(indices), stride)
+    back = heatmaps.flip(-1).index_select(1, torch.tensor(indices, device=heatmaps.device))
+    frac = (stride - 1) / stride
+    previous = torch.cat([back[..., :1], back[..., :-1]], dim=-1)
+    return back * (1.0 - frac) + previous * frac
+
+
+def flip_cell_heatmaps_numpy(heatmaps: np.ndarray, flip_indices: Sequence[int], stride: int) -> np.ndarray:
+    """:func:`flip_cell_heatmaps` on a NumPy array (same dtype)."""
+    index = np.asarray(_checked_indices(flip_indices), dtype=np.int64)
+    heatmaps = np.asarray(heatmaps)
+    _check_cell_heatmaps(heatmaps.shape, index.size, stride)
+    back = heatmaps[:, index, :, ::-1]
+    frac = (stride - 1) / stride
+    previous = np.concatenate([back[..., :1], back[..., :-1]], axis=-1)
+    return (back * (1.0 - frac) + previous * frac).astype(heatmaps.dtype)
 
 
 def average_flip(outputs: Mapping[str, Tensor], flipped_back: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -168,8 +168,10 @@ class FakeModel:
     def __init__(self, answers: list[Poses]) -> None:
         self.answers = answers
         self.batches: list[int] = []
+        self.flips: list[bool] = []
 
-    def predict(self, inputs: torch.Tensor) -> list[Poses]:
+    def predict(self, inputs: torch.Tensor, flip_test: bool = False) -> list[Poses]:
+        self.flips.append(flip_test)
         self.batches.append(len(inputs))
         return [self.answers[int(v) - 1] for v in inputs[:, 0, 0, 0].round()]
 
@@ -177,7 +179,7 @@ class FakeModel:
 class InOrder(FakeModel):
     """Answers the images in the order they are visited (a real split's pixels do not say which is which)."""
 
-    def predict(self, inputs: torch.Tensor) -> list[Poses]:
+    def predict(self, inputs: torch.Tensor, flip_test: bool = False) -> list[Poses]:
         start = sum(self.batches)
         self.batches.append(len(inputs))
         return self.answers[start : start + len(inputs)]
@@ -195,9 +197,9 @@ class FakeModule(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1))
         self.inner = FakeModel(answers)
 
-    def predict(self, inputs: torch.Tensor) -> list[Poses]:
+    def predict(self, inputs: torch.Tensor, flip_test: bool = False) -> list[Poses]:
         assert not self.training
-        return self.inner.predict(inputs)
+        return self.inner.predict(inputs, flip_test)
 
 
 def _empty() -> Poses:

@@ -117,7 +117,7 @@ def test_provenance_takes_the_evaluate_metrics_else_the_checkpoint(exported: Exp
 def test_a_onestage_model_is_checked_and_scored_on_whole_images(onestage_exported: Exported, tmp_path: Path) -> None:
     outputs = _export(onestage_exported, tmp_path, quantize="dynamic")
     info = BundleInfo.read(outputs.bundle_dir)
-    assert info == outputs.info and info.task == "onestage" and not info.flip_test
+    assert info == outputs.info and info.task == "onestage" and info.flip_test  # it flip-tests its heatmaps
     assert info.outputs == ("obj_logits", "boxes", "keypoints", "vis_logits", "heatmaps")  # the preset refines
     assert info.codec["name"] == "yoloxpose" and info.codec["refine"] == "heatmap" and info.input_size == (64, 64)
     metrics = json.loads((tmp_path / "m.json").read_text())

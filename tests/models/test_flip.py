@@ -34,7 +34,7 @@ def _mirror(keypoints: torch.Tensor, visible: torch.Tensor, width: int) -> tuple
 
 
 def test_every_head_is_covered():
-    # one-stage (multi-level) heads have no flip test, as MMPose's YOLOX-Pose / RTMO
+    # one-stage (multi-level) heads flip-test only their keypoint heatmaps (flip_cell_heatmaps, below)
     assert set(R.SINGLE_LEVEL) <= {r.head for r in VARIANTS.values()}
 
 
@@ -243,3 +243,87 @@ def test_numpy_bad_flip_indices_and_unknown_outputs_are_errors() -> None:
         flip_outputs_numpy({"embeddings": np.zeros((1, COCO_K, 4))}, COCO_FLIP)
     with pytest.raises(ValueError, match=r"expected \(B, K = 17"):
         flip_outputs_numpy({"heatmaps": np.zeros((1, 5, 4, 4))}, COCO_FLIP)
+
+
+# ----------------------------------------------------------------------------- one-stage heatmaps
+
+
+def _cell_maps(x: torch.Tensor, y: torch.Tensor, size: tuple[int, int], stride: int, sigma: float = 1.5):
+    """(B, K, h, w) Gaussians whose cell i stands for input pixel stride * i (the one-stage convention)."""
+    w, h = size[0] // stride, size[1] // stride
+    gx = torch.exp(-((stride * torch.arange(w) - x[..., None]) ** 2) / (2 * (stride * sigma) ** 2))
+    gy = torch.exp(-((stride * torch.arange(h) - y[..., None]) ** 2) / (2 * (stride * sigma) ** 2))
+    return gy[..., :, None] * gx[..., None, :]
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_cell_heatmaps_of_a_mirrored_image_come_back_on_the_keypoints(stride: int) -> None:
+    from posecore.codecs._refine import heatmap_peaks
+    from posecore.models.flip import flip_cell_heatmaps
+
+    size = (96, 64)
+    g = torch.Generator().manual_seed(7)
+    x = 12 + torch.rand(1, 5, generator=g) * (size[0] - 24)
+    y = 12 + torch.rand(1, 5, generator=g) * (size[1] - 24)
+    plain = _cell_maps(x, y, size, stride)
+    mirrored = _cell_maps((size[0] - 1 - x)[:, FLIP], y[:, FLIP], size, stride)
+    back = flip_cell_heatmaps(mirrored, FLIP, stride)
+    unshifted = mirrored.flip(-1)[:, FLIP]
+    for maps, want_err in ((plain, 0.05), (back, 0.1 * stride)):
+        peaks, _ = heatmap_peaks(maps[0], stride, 0.1, 1)
+        assert (peaks[:, 0, 0] - x[0]).abs().max() < want_err
+        assert (peaks[:, 0, 1] - y[0]).abs().max() < 0.05
+    # without the resampling the maps would come back (stride - 1) / stride of a cell left
+    peaks, _ = heatmap_peaks(unshifted[0], stride, 0.1, 1)
+    torch.testing.assert_close(peaks[:, 0, 0] - x[0], torch.full((5,), 1.0 - stride), atol=0.1 * stride, rtol=0)
+
+
+def test_cell_heatmaps_rule_by_hand_numpy_twin_and_errors() -> None:
+    from posecore.models.flip import flip_cell_heatmaps, flip_cell_heatmaps_numpy
+
+    maps = torch.tensor([[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]]).reshape(1, 2, 1, 4)
+    # mirrored: [4, 3, 2, 1]; channels swapped; then 3/4 of each value comes from its left neighbour
+    want = torch.tensor([[40.0, 37.5, 27.5, 17.5], [4.0, 3.75, 2.75, 1.75]]).reshape(1, 2, 1, 4)
+    torch.testing.assert_close(flip_cell_heatmaps(maps, [1, 0], 4), want)
+    got = flip_cell_heatmaps_numpy(maps.numpy(), [1, 0], 4)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want.numpy())
+    torch.testing.assert_close(flip_cell_heatmaps(maps, [0, 1], 1), maps.flip(-1))
+    with pytest.raises(ValueError, match=r"\(B, K = 3, h, w\)"):
+        flip_cell_heatmaps(maps, [0, 1, 2], 4)
+    with pytest.raises(ValueError, match="its own inverse"):
+        flip_cell_heatmaps_numpy(maps.numpy(), [1, 1], 4)
+
+
+def test_onestage_flip_test_averages_the_heatmaps_and_finds_people_on_the_plain_image() -> None:
+    from posecore.codecs.yoloxpose import HEATMAP_OUTPUT_KEY
+    from posecore.metainfo import load_meta
+    from posecore.models.estimator import ModelSpec, build_estimator
+    from posecore.models.flip import flip_cell_heatmaps
+
+    torch.manual_seed(0)
+    meta = load_meta("coco")
+    model = build_estimator(ModelSpec.resolve("yoloxpose-lite0", input_size=(64, 64)), meta, pretrained=False).eval()
+    with torch.no_grad():
+        model.head.heatmap_convs[-1].bias.fill_(0.0)  # peaks above peak_thr, so snapping happens
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain, mirrored = model(x), model(x.flip(-1))
+        averaged = model.heatmaps_flip_averaged(x)
+    assert model.has_flip_test and set(averaged) == set(plain)
+    for key in plain.keys() - {HEATMAP_OUTPUT_KEY}:
+        torch.testing.assert_close(averaged[key], plain[key], atol=1e-5, rtol=1e-5)
+    back = flip_cell_heatmaps(mirrored[HEATMAP_OUTPUT_KEY], meta.flip_indices, model.codec.heatmap_stride)
+    want = (plain[HEATMAP_OUTPUT_KEY] + back) / 2
+    torch.testing.assert_close(averaged[HEATMAP_OUTPUT_KEY], want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(want, plain[HEATMAP_OUTPUT_KEY], atol=1e-3), "the mirrored maps must count"
+    flipped, unflipped = model.predict(x, flip_test=True), model.predict(x, flip_test=False)
+    for a, b in zip(flipped, unflipped, strict=True):
+        torch.testing.assert_close(a.scores, b.scores)
+        torch.testing.assert_close(a.boxes, b.boxes)
+
+    spec = ModelSpec.resolve("yoloxpose-lite0", input_size=(64, 64), codec={"refine": "none"})
+    bare = build_estimator(spec, meta, pretrained=False).eval()
+    assert not bare.has_flip_test, "a one-stage model without heatmaps has nothing to flip-test"
+    for a, b in zip(bare.predict(x, flip_test=True), bare.predict(x, flip_test=False), strict=True):
+        torch.testing.assert_close(a.keypoints, b.keypoints)
