@@ -221,8 +221,8 @@ def write_bundle(name: str, folder: Path, args: argparse.Namespace, input_size: 
     model = build_estimator(spec, meta, pretrained=False).eval()
     folder.mkdir(parents=True, exist_ok=True)
     export_onnx(model, folder / "model.onnx", dynamo=not args.quick)
-    onestage = model.task == "onestage"
-    info = make_bundle_info(model, meta, outputs=output_names(model), bbox_padding=1.25, flip_test=not onestage)
+    # flip test as the export stage records it with evaluate.flip_test on (a one-stage network: its heatmaps, if any)
+    info = make_bundle_info(model, meta, outputs=output_names(model), bbox_padding=1.25, flip_test=model.has_flip_test)
     info.write(folder)
     return folder
 
@@ -261,8 +261,8 @@ def found(outputs: dict[str, np.ndarray], boxes: np.ndarray, keypoints: np.ndarr
 class SceneOneStage:
     """A one-stage bundle whose answers are the current scene's people (:func:`found`), after its real network run."""
 
-    def __init__(self, bundle: Path) -> None:
-        self.model = BundleModel(bundle, providers=["CPUExecutionProvider"])
+    def __init__(self, bundle: Path, flip_test: bool | None = None) -> None:
+        self.model = BundleModel(bundle, providers=["CPUExecutionProvider"], flip_test=flip_test)
         self.info = self.model.info
         self.people: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4)), np.zeros((0, 17, 3)))
 
@@ -285,9 +285,11 @@ class SceneOneStage:
 def onestage_vs_topdown(workdir: Path, args: argparse.Namespace) -> None:
     """Images/s of a one-stage bundle, a top-down bundle on ground-truth boxes, and the two chained, by people per image."""
     size = (args.onestage_input, args.onestage_input) if args.onestage_input else None
-    one = SceneOneStage(write_bundle(args.onestage, workdir / "onestage", args, size))
+    one_bundle = write_bundle(args.onestage, workdir / "onestage", args, size)
+    one = SceneOneStage(one_bundle)
     top = BundleModel(write_bundle(args.topdown, workdir / "topdown", args, None), providers=["CPUExecutionProvider"])
-    detector = OneStageDetector(one, score_thr=0.3)
+    finder = SceneOneStage(one_bundle, flip_test=False)  # as load_detector loads it: boxes only, no flip test
+    detector = OneStageDetector(finder, score_thr=0.3)
     w, h = one.info.input_size
     counts = [int(c) for c in args.people.split(",")]
     rows: dict[int, dict[str, float]] = {}
@@ -303,6 +305,7 @@ def onestage_vs_topdown(workdir: Path, args: argparse.Namespace) -> None:
             times = []
             for image, boxes, keypoints in images:
                 one.show(image, boxes, keypoints)
+                finder.show(image, boxes, keypoints)
                 times.append(median_ms(functools.partial(step, image, boxes), args.runs_scene, 1))
             row[route] = statistics.median(times)
         row["people"] = statistics.mean(len(b) for _, b, _ in images)

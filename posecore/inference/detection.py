@@ -261,10 +261,11 @@ def load_detector(
     path: str | Path, score_thr: float = 0.3, category: int | None = None, device: str | None = None
 ) -> Callable[[np.ndarray], Detections]:
     """``--detector``: a folder -> :class:`OneStageDetector` of the one-stage bundle or checkpoint in it
-    (``category`` does not apply: it finds people); a file -> :class:`OnnxDetector`."""
+    (``category`` does not apply: it finds people; loaded without flip test, which refines only the
+    keypoints a detector drops); a file -> :class:`OnnxDetector`."""
     path = Path(path)
     if path.is_dir():
         from posecore.inference.runtime import load_model
 
-        return OneStageDetector(load_model(path, device=device), score_thr, source=f"detector {path}")
+        return OneStageDetector(load_model(path, flip_test=False, device=device), score_thr, source=f"detector {path}")
     return OnnxDetector(path, score_thr, category=category)

@@ -184,3 +184,20 @@ def test_a_top_down_model_cannot_be_the_detector(tmp_path: Path) -> None:
         OneStageDetector(_People(task="topdown"), source="x")
     detector = load_detector(write_detector(tmp_path / "det.onnx"), 0.3, category=1)
     assert isinstance(detector, OnnxDetector), "a file is an ONNX detector"
+
+
+def test_a_one_stage_detector_skips_the_flip_test(onestage_bundle, tmp_path: Path) -> None:  # noqa: ANN001
+    import dataclasses
+    import shutil
+
+    from posecore.export.bundle import BundleInfo
+    from posecore.inference.detection import OneStageDetector, load_detector
+    from posecore.inference.runtime import BundleModel
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(onestage_bundle.path, folder)
+    dataclasses.replace(BundleInfo.read(folder), flip_test=True).write(folder)
+    assert BundleModel(folder).flip_test, "the bundle flip-tests its heatmaps"
+    detector = load_detector(folder, 0.3)
+    assert isinstance(detector, OneStageDetector)
+    assert not detector.model.flip_test, "boxes only: flipping the keypoint heatmaps would be wasted work"
