@@ -111,7 +111,9 @@ def _api(stack: StackConfig, path: str, body: object | None = None, method: str 
         env(stack)["PREFECT_API_URL"] + path, data=data, method=method, headers={"Content-Type": "application/json"}
     )
     # As Prefect's own client does, retry what a busy server answers with 502/503/429 (its SQLite
-    # database locked by the worker's writes, seen under CI load); anything else fails at once.
+    # database locked by the worker's writes, seen under CI load), and a read that timed out when
+    # the request changes nothing (a GET: seen once under CI load); anything else fails at once.
+    idempotent = req.get_method() == "GET"
     for attempt in range(5):
         try:
             with _opener.open(req, timeout=30) as resp:
@@ -119,6 +121,11 @@ def _api(stack: StackConfig, path: str, body: object | None = None, method: str 
             return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
             if exc.code not in (429, 502, 503) or attempt == 4:
+                raise
+            time.sleep(2**attempt)
+        except (TimeoutError, urllib.error.URLError) as exc:
+            timed_out = isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
+            if not (idempotent and timed_out) or attempt == 4:
                 raise
             time.sleep(2**attempt)
     raise AssertionError("unreachable")
