@@ -28,7 +28,7 @@ from posecore.evaluation.topdown import EvalConfig, EvalResult, metric_names, pr
 from posecore.export.bundle import BundleInfo
 from posecore.export.onnx import ort_session, run_onnx
 from posecore.metainfo import DatasetMeta, load_meta
-from posecore.models.flip import average_flip, flip_cell_heatmaps, flip_outputs
+from posecore.models.flip import average_flip, average_flip_heatmaps, flip_outputs
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ class OnnxPredictor:
         if flip_test and (self.codec.task == "topdown" or HEATMAPS in outputs):
             mirrored = {k: torch.from_numpy(v) for k, v in run_onnx(self.session, inputs.flip(-1).numpy()).items()}
             if self.codec.task == "onestage":
-                back = flip_cell_heatmaps(mirrored[HEATMAPS], self.flip_indices, int(self.codec.heatmap_stride))  # type: ignore[attr-defined]
-                outputs[HEATMAPS] = (outputs[HEATMAPS] + back) * 0.5
+                stride = int(self.codec.heatmap_stride)  # type: ignore[attr-defined]
+                outputs = average_flip_heatmaps(outputs, mirrored[HEATMAPS], self.flip_indices, stride)
             else:
                 outputs = average_flip(
                     outputs, flip_outputs(mirrored, self.flip_indices, self.shift_heatmap, self.input_size)

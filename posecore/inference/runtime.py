@@ -28,7 +28,7 @@ from posecore.export.bundle import INFO_FILE, METADATA_KEY, MODEL_FILE, BundleEr
 from posecore.inference.info import ModelInfo
 from posecore.inference.model import normalize_crops, predict_whole_images, require_task
 from posecore.inference.torch_model import CHECKPOINT_FILES, TorchModel
-from posecore.models.flip import average_flip_numpy, flip_cell_heatmaps_numpy, flip_outputs_numpy
+from posecore.models.flip import average_flip_heatmaps_numpy, average_flip_numpy, flip_outputs_numpy
 
 __all__ = ["BundleModel", "load_model"]
 
@@ -125,9 +125,7 @@ class BundleModel:
         mirrored = {k: v[n:] for k, v in both.items()}
         if self.info.task == "onestage":
             stride = int(self.info.codec.get("heatmap_stride", YOLOXPose.heatmap_stride))
-            back_maps = flip_cell_heatmaps_numpy(mirrored[HEATMAPS], self.info.flip_indices, stride)
-            plain[HEATMAPS] = (plain[HEATMAPS] + back_maps) * plain[HEATMAPS].dtype.type(0.5)
-            return plain
+            return average_flip_heatmaps_numpy(plain, mirrored[HEATMAPS], self.info.flip_indices, stride)
         back = flip_outputs_numpy(mirrored, self.info.flip_indices, self.info.shift_heatmap, self.info.input_size)
         return average_flip_numpy(plain, back)
 

@@ -28,7 +28,7 @@ from posecore.codecs import Codec, build_codec, codec_class
 from posecore.codecs.yoloxpose import HEATMAP_OUTPUT_KEY as HEATMAPS
 from posecore.metainfo import DatasetMeta
 from posecore.models.builders import BACKBONES, HEADS, NECKS
-from posecore.models.flip import average_flip, flip_cell_heatmaps, flip_outputs
+from posecore.models.flip import average_flip, average_flip_heatmaps, flip_outputs
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -178,10 +178,8 @@ class PoseEstimator(nn.Module):
         one batch of 2B through the network."""
         both = self(torch.cat([inputs, inputs.flip(-1)]))
         n = inputs.shape[0]
-        outputs = {key: value[:n] for key, value in both.items()}
-        back = flip_cell_heatmaps(both[HEATMAPS][n:], self.flip_indices, int(self.codec.heatmap_stride))
-        outputs[HEATMAPS] = (outputs[HEATMAPS] + back) * 0.5
-        return outputs
+        plain = {key: value[:n] for key, value in both.items()}
+        return average_flip_heatmaps(plain, both[HEATMAPS][n:], self.flip_indices, int(self.codec.heatmap_stride))
 
     @property
     def has_flip_test(self) -> bool:

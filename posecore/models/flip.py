@@ -52,6 +52,8 @@ else:
 __all__ = [
     "average_flip",
     "average_flip_numpy",
+    "average_flip_heatmaps",
+    "average_flip_heatmaps_numpy",
     "flip_cell_heatmaps",
     "flip_cell_heatmaps_numpy",
     "flip_outputs",
@@ -221,6 +223,26 @@ def flip_cell_heatmaps_numpy(heatmaps: np.ndarray, flip_indices: Sequence[int], 
     frac = (stride - 1) / stride
     previous = np.concatenate([back[..., :1], back[..., :-1]], axis=-1)
     return (back * (1.0 - frac) + previous * frac).astype(heatmaps.dtype)
+
+
+def average_flip_heatmaps(
+    outputs: Mapping[str, Tensor], mirrored: Tensor, flip_indices: Sequence[int], stride: int
+) -> dict[str, Tensor]:
+    """One-stage ``outputs`` with their "heatmaps" averaged with ``mirrored`` (the mirrored image's
+    heatmaps, mapped back by :func:`flip_cell_heatmaps`); the other outputs as they are."""
+    averaged = dict(outputs)
+    averaged["heatmaps"] = (outputs["heatmaps"] + flip_cell_heatmaps(mirrored, flip_indices, stride)) * 0.5
+    return averaged
+
+
+def average_flip_heatmaps_numpy(
+    outputs: Mapping[str, np.ndarray], mirrored: np.ndarray, flip_indices: Sequence[int], stride: int
+) -> dict[str, np.ndarray]:
+    """:func:`average_flip_heatmaps` on NumPy arrays (same dtypes)."""
+    averaged = dict(outputs)
+    heat = outputs["heatmaps"]
+    averaged["heatmaps"] = (heat + flip_cell_heatmaps_numpy(mirrored, flip_indices, stride)) * heat.dtype.type(0.5)
+    return averaged
 
 
 def average_flip(outputs: Mapping[str, Tensor], flipped_back: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -279,7 +279,12 @@ def test_cell_heatmaps_of_a_mirrored_image_come_back_on_the_keypoints(stride: in
 
 
 def test_cell_heatmaps_rule_by_hand_numpy_twin_and_errors() -> None:
-    from posecore.models.flip import flip_cell_heatmaps, flip_cell_heatmaps_numpy
+    from posecore.models.flip import (
+        average_flip_heatmaps,
+        average_flip_heatmaps_numpy,
+        flip_cell_heatmaps,
+        flip_cell_heatmaps_numpy,
+    )
 
     maps = torch.tensor([[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0]]).reshape(1, 2, 1, 4)
     # mirrored: [4, 3, 2, 1]; channels swapped; then 3/4 of each value comes from its left neighbour
@@ -289,6 +294,13 @@ def test_cell_heatmaps_rule_by_hand_numpy_twin_and_errors() -> None:
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, want.numpy())
     torch.testing.assert_close(flip_cell_heatmaps(maps, [0, 1], 1), maps.flip(-1))
+    outputs = {"heatmaps": maps, "boxes": torch.ones(1, 3, 4)}
+    averaged = average_flip_heatmaps(outputs, maps, [1, 0], 4)
+    torch.testing.assert_close(averaged["heatmaps"], (maps + want) / 2)
+    assert averaged["boxes"] is outputs["boxes"] and outputs["heatmaps"] is maps, "only the heatmaps change"
+    twin = average_flip_heatmaps_numpy({k: v.numpy() for k, v in outputs.items()}, maps.numpy(), [1, 0], 4)
+    assert twin["heatmaps"].dtype == np.float32
+    np.testing.assert_allclose(twin["heatmaps"], averaged["heatmaps"].numpy())
     with pytest.raises(ValueError, match=r"\(B, K = 3, h, w\)"):
         flip_cell_heatmaps(maps, [0, 1, 2], 4)
     with pytest.raises(ValueError, match="its own inverse"):
