@@ -21,6 +21,10 @@ Definitions (shared by the torch and the NumPy variant, same operation order):
 - A person's keypoint k moves to the nearest peak of heatmap k that lies in the person's box
   grown by ``radius`` of its longer side on every side and within ``radius`` * longer side of
   the regressed point; with no such peak it stays where it was regressed.
+- A keypoint's heatmap value: heatmap k sampled bilinearly at the keypoint's final position
+  (x_in / s, y_in / s, clamped to the map). Multiplied into the keypoint's visibility score, it
+  marks keypoints left where they were regressed, off any peak, as unsure, so that ranking people
+  by their keypoint scores (``evaluate.score_mode: bbox_keypoint``) puts the well-located first.
 """
 
 from __future__ import annotations
@@ -43,7 +47,14 @@ MIN_CURVATURE = 0.05
 #: Probabilities are clipped to this before the log.
 MIN_PROB = 1e-6
 
-__all__ = ["heatmap_peaks", "heatmap_peaks_numpy", "snap_to_peaks", "snap_to_peaks_numpy"]
+__all__ = [
+    "heatmap_peaks",
+    "heatmap_peaks_numpy",
+    "heatmap_values",
+    "heatmap_values_numpy",
+    "snap_to_peaks",
+    "snap_to_peaks_numpy",
+]
 
 
 def heatmap_peaks(heat: Tensor, stride: int, peak_thr: float, max_peaks: int) -> tuple[Tensor, Tensor]:
@@ -138,3 +149,46 @@ def snap_to_peaks_numpy(
     chosen = peaks[np.arange(peaks.shape[0])[None], best]
     snapped = ok.any(axis=-1)
     return np.where(snapped[..., None], chosen.astype(keypoints.dtype), keypoints), snapped
+
+
+def heatmap_values(heat: Tensor, keypoints: Tensor, stride: int) -> Tensor:
+    """heat (K, h, w) probabilities, keypoints (P, K, 2) in input pixels -> (P, K): heatmap k
+    sampled bilinearly at keypoint k (cell i is input pixel i * stride; clamped to the map)."""
+    k, h, w = heat.shape
+    if keypoints.shape[0] == 0:
+        return keypoints.new_zeros(keypoints.shape[:2])
+    x = (keypoints[..., 0] / stride).clamp(0, w - 1)
+    y = (keypoints[..., 1] / stride).clamp(0, h - 1)
+    x0, y0 = x.floor().clamp(max=max(w - 2, 0)), y.floor().clamp(max=max(h - 2, 0))
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.long(), y0.long()
+    x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
+    chan = torch.arange(k, device=heat.device)[None].expand_as(x0)
+
+    def at(yy: Tensor, xx: Tensor) -> Tensor:
+        return heat[chan, yy, xx]
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
+    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def heatmap_values_numpy(heat: np.ndarray, keypoints: np.ndarray, stride: int) -> np.ndarray:
+    """``heatmap_values`` in NumPy."""
+    k, h, w = heat.shape
+    if keypoints.shape[0] == 0:
+        return np.zeros(keypoints.shape[:2], dtype=heat.dtype)
+    x = np.clip(keypoints[..., 0] / stride, 0, w - 1)
+    y = np.clip(keypoints[..., 1] / stride, 0, h - 1)
+    x0, y0 = np.minimum(np.floor(x), max(w - 2, 0)), np.minimum(np.floor(y), max(h - 2, 0))
+    fx, fy = x - x0, y - y0
+    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    chan = np.broadcast_to(np.arange(k)[None], x0.shape)
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return heat[chan, yy, xx]
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
+    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
+    return top * (1 - fy) + bottom * fy

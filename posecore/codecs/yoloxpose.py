@@ -17,7 +17,14 @@ import numpy as np
 from posecore._lazy import lazy_import
 
 from ._nms import nms, nms_numpy, oks_nms, oks_nms_numpy
-from ._refine import heatmap_peaks, heatmap_peaks_numpy, snap_to_peaks, snap_to_peaks_numpy
+from ._refine import (
+    heatmap_peaks,
+    heatmap_peaks_numpy,
+    heatmap_values,
+    heatmap_values_numpy,
+    snap_to_peaks,
+    snap_to_peaks_numpy,
+)
 from ._utils import check_encode_inputs, check_size, compute_dtype
 from .base import OneStageCodec, Poses, register_codec
 
@@ -64,7 +71,9 @@ class YOLOXPose(OneStageCodec):
         keypoint_scores = sigmoid(vis_logits), float32, best first (equal scores: lower anchor first).
         With ``refine="heatmap"`` the head also predicts "heatmaps" (B, K, H / s, W / s) logits,
         s = ``heatmap_stride``, and each kept person's keypoints move onto the nearest peak of their
-        heatmap inside the person's box (CenterNet's refinement, see ``_refine.py``).
+        heatmap inside the person's box (CenterNet's refinement, see ``_refine.py``), and
+        keypoint_scores = sigmoid(vis_logits) * the keypoint's heatmap value at its final position:
+        a keypoint off every peak counts as unsure when people are ranked by keypoint scores.
     """
 
     input_size: tuple[int, int]
@@ -207,16 +216,18 @@ class YOLOXPose(OneStageCodec):
                 )
             idx = cand[keep]
             kept = kpts[b, idx]
+            kpt_scores = torch.sigmoid(vis[b, idx])
             if self.refine == "heatmap":
                 heat = torch.sigmoid(outputs[HEATMAP_OUTPUT_KEY][b].to(dtype))
                 peaks, peak_scores = heatmap_peaks(heat, self.heatmap_stride, self.peak_thr, self.max_detections)
                 kept, _ = snap_to_peaks(kept, boxes[b, idx], peaks, peak_scores, self.snap_radius)
+                kpt_scores = kpt_scores * heatmap_values(heat, kept, self.heatmap_stride)
             results.append(
                 Poses(
                     boxes=boxes[b, idx].float(),
                     scores=scores[idx].float(),
                     keypoints=kept.float(),
-                    keypoint_scores=torch.sigmoid(vis[b, idx]).float(),
+                    keypoint_scores=kpt_scores.float(),
                 )
             )
         return results
@@ -244,16 +255,18 @@ class YOLOXPose(OneStageCodec):
                 keep = oks_nms_numpy(kp, obj[b, cand], areas, sigmas, self.nms_thr, max_keep=self.max_detections)
             idx = cand[keep]
             kept = kpts[b, idx]
+            kpt_scores = _sigmoid_numpy(vis[b, idx])
             if self.refine == "heatmap":
                 heat = _sigmoid_numpy(arrays[HEATMAP_OUTPUT_KEY][b].astype(np.float64))
                 peaks, peak_scores = heatmap_peaks_numpy(heat, self.heatmap_stride, self.peak_thr, self.max_detections)
                 kept, _ = snap_to_peaks_numpy(kept, boxes[b, idx], peaks, peak_scores, self.snap_radius)
+                kpt_scores = kpt_scores * heatmap_values_numpy(heat, kept, self.heatmap_stride)
             results.append(
                 Poses(
                     boxes=boxes[b, idx].astype(np.float32),
                     scores=scores[idx].astype(np.float32),
                     keypoints=kept.astype(np.float32),
-                    keypoint_scores=_sigmoid_numpy(vis[b, idx]).astype(np.float32),
+                    keypoint_scores=kpt_scores.astype(np.float32),
                 )
             )
         return results

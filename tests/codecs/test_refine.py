@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from posecore.codecs._refine import heatmap_peaks, heatmap_peaks_numpy, snap_to_peaks, snap_to_peaks_numpy
+from posecore.codecs._refine import (
+    heatmap_peaks,
+    heatmap_peaks_numpy,
+    heatmap_values,
+    heatmap_values_numpy,
+    snap_to_peaks,
+    snap_to_peaks_numpy,
+)
 
 
 def naive_peaks(heat: np.ndarray, stride: int, thr: float) -> list[list[tuple[float, float, float]]]:
@@ -159,3 +166,31 @@ def test_random_cases_agree_between_torch_and_numpy():
         moved = np.linalg.norm(got_n - keypoints, axis=-1)
         side = (boxes[:, 2:] - boxes[:, :2]).max(axis=1)[:, None]
         assert (moved <= 0.4 * side + 1e-9).all() and not math.isnan(float(moved.sum()))
+
+
+def test_heatmap_values_interpolate_between_cells_and_clamp_at_the_border():
+    """Cell (x, y) of map k holds 10 y + x + 100 k: a bilinear sample is that plane at the sampled
+    cell position (x_in / stride, y_in / stride), clamped to the map outside it."""
+    k, h, w = 2, 3, 4
+    ys, xs = np.mgrid[0:h, 0:w]
+    heat = np.stack([10.0 * ys + xs + 100.0 * c for c in range(k)])
+    keypoints = np.array(
+        [
+            [[0.0, 0.0], [4.0, 8.0]],  # cells (0, 0) and (1, 2): exact cells
+            [[6.0, 2.0], [2.0, 6.0]],  # cells (1.5, 0.5) and (0.5, 1.5): between cells
+            [[-8.0, 100.0], [13.0, 9.0]],  # outside: clamped to (0, 2); the last column/row, (3, 2)
+        ]
+    )
+    want = np.array([[0.0, 121.0], [6.5, 115.5], [20.0, 123.0]])
+    got = heatmap_values_numpy(heat, keypoints, 4)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    got_t = heatmap_values(torch.from_numpy(heat), torch.from_numpy(keypoints), 4)
+    np.testing.assert_allclose(got_t.numpy(), want, rtol=0, atol=1e-12)
+    assert heatmap_values_numpy(heat, np.zeros((0, k, 2)), 4).shape == (0, k)
+    assert tuple(heatmap_values(torch.from_numpy(heat), torch.zeros(0, k, 2, dtype=torch.float64), 4).shape) == (0, k)
+    # a map one cell wide or high: every sample is that cell
+    one = np.array([[[7.0]]])
+    assert heatmap_values_numpy(one, np.array([[[3.0, 5.0]]]), 4).tolist() == [[7.0]]
+    assert heatmap_values(torch.from_numpy(one), torch.tensor([[[3.0, 5.0]]], dtype=torch.float64), 4).tolist() == [
+        [7.0]
+    ]

@@ -279,6 +279,14 @@ def test_heatmap_refinement_snaps_visible_keypoints_back_to_the_truth() -> None:
         torch.testing.assert_close(poses_t.keypoints[shown], gt["keypoints"][shown], rtol=0, atol=1e-4)
         moved = gt["keypoints"][~shown] + torch.tensor([1.5, -1.0])
         torch.testing.assert_close(poses_t.keypoints[~shown], moved, rtol=0, atol=1e-4)
+        # keypoint scores: visibility times the heatmap at the final position: sigmoid(6) * sigmoid(8)
+        # on a peak; the hidden keypoints (vis logit -6) stay unsnapped, off every peak
+        np.testing.assert_allclose(poses_n.keypoint_scores, poses_t.keypoint_scores.numpy(), rtol=0, atol=1e-6)
+        on_peak = float(torch.sigmoid(torch.tensor(6.0)) * torch.sigmoid(torch.tensor(8.0)))
+        torch.testing.assert_close(
+            poses_t.keypoint_scores[shown], torch.full_like(poses_t.keypoint_scores[shown], on_peak)
+        )
+        assert bool((poses_t.keypoint_scores[~shown] < 1e-3).all())
     # without refinement the same outputs decode to the regressed keypoints
     (plain, *_) = codec().decode(outputs)
     torch.testing.assert_close(plain.keypoints, truth[0]["keypoints"] + torch.tensor([1.5, -1.0]), rtol=0, atol=1e-4)
