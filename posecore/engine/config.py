@@ -39,6 +39,11 @@ class TrainConfig:
     every BatchNorm layer in eval mode (running statistics frozen, affine weights still
     trained unless under a frozen prefix), like MMPose's ``norm_eval``.
 
+    ``lr_mult`` maps module-name prefixes to a factor on ``lr`` for their parameters, like
+    MMPose's ``paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=10)})``: ``{head: 10}``
+    trains a fine-tuned model's head ten times faster than its backbone. The longest matching
+    prefix wins; the schedule scales every group alike.
+
     EMA follows mmdet/MMPose ``ExpMomentumEMA``: the weight of the live model at update
     ``n`` is ``(1 - ema_momentum) * exp(-(1 + n) / ema_gamma) + ema_momentum``; RTMPose
     uses momentum 0.0002, gamma 2000, ``update_buffers=True``.
@@ -72,6 +77,7 @@ class TrainConfig:
 
     freeze: tuple[str, ...] = ()
     freeze_bn: bool = False
+    lr_mult: dict[str, float] = field(default_factory=dict)
 
     seed: int = 0
     deterministic: bool = False
@@ -100,4 +106,11 @@ def check_train_config(cfg: TrainConfig, section: str = "train") -> list[str]:
         errors.append(f"{section}.freeze {list(cfg.freeze)}: each entry is a dotted module name like 'backbone.stem'")
     if not math.isfinite(cfg.lr) or cfg.lr <= 0:
         errors.append(f"{section}.lr ({cfg.lr}) must be > 0")
+    for prefix, mult in cfg.lr_mult.items():
+        if not prefix or prefix.startswith(".") or prefix.endswith("."):
+            errors.append(
+                f"{section}.lr_mult key {prefix!r}: each key is a dotted module name like 'head' or 'backbone'"
+            )
+        if isinstance(mult, bool) or not isinstance(mult, int | float) or not math.isfinite(mult) or mult <= 0:
+            errors.append(f"{section}.lr_mult.{prefix} ({mult!r}) must be a number > 0 (a factor on {section}.lr)")
     return errors

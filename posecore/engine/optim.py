@@ -4,12 +4,13 @@ Parameter groups follow MMPose's ``paramwise_cfg=dict(norm_decay_mult=0, bias_de
 with ``no_decay_norm_bias`` the parameters of normalisation layers (BatchNorm, SyncBatchNorm,
 GroupNorm, LayerNorm, InstanceNorm) and every parameter named ``bias`` get no weight decay.
 Frozen parameters (``requires_grad`` False) are left out of the optimizer entirely, and a
-parameter shared by several modules is added once.
+parameter shared by several modules is added once. ``lr_mult`` (MMPose's ``custom_keys`` with
+``lr_mult``) splits each group by module-name prefix, with ``lr`` times the factor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -25,31 +26,60 @@ def _matches(name: str, prefixes: Iterable[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool) -> list[dict]:
-    """``[{"name": "decay", ...}, {"name": "no_decay", ...}]`` over trainable parameters (empty groups dropped)."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    no_decay_norm_bias: bool,
+    lr: float | None = None,
+    lr_mult: Mapping[str, float] | None = None,
+) -> list[dict]:
+    """``[{"name": "decay", ...}, {"name": "no_decay", ...}]`` over trainable parameters (empty
+    groups dropped). With ``lr_mult`` ({module prefix: factor}, the longest matching prefix wins)
+    the parameters under a prefix go to groups ``"decay@<prefix>"`` / ``"no_decay@<prefix>"``
+    with ``"lr"`` = ``lr`` x factor; a prefix that names no module is an error."""
+    mults = dict(lr_mult or {})
+    if mults:
+        names = {name for name, _ in model.named_modules()}
+        unknown = sorted(p for p in mults if p not in names)
+        if unknown:
+            children = ", ".join(n for n, _ in model.named_children())
+            raise ValueError(
+                f"train.lr_mult: no module named {unknown} in the model; its top-level modules are: {children}"
+            )
+        if lr is None:
+            raise ValueError("param_groups: lr_mult needs the base lr")
+    by_length = sorted(mults, key=len, reverse=True)
+    groups: dict[tuple[bool, str], list[nn.Parameter]] = {}
     seen: set[int] = set()
-    for module in model.modules():
+    for mname, module in model.named_modules():
         is_norm = isinstance(module, NORM_TYPES)
+        prefix = next((p for p in by_length if _matches(mname, (p,))), "")
         for pname, p in module.named_parameters(recurse=False):
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            if no_decay_norm_bias and (is_norm or pname == "bias"):
-                no_decay.append(p)
-            else:
-                decay.append(p)
-    groups = [
-        {"name": "decay", "params": decay, "weight_decay": weight_decay},
-        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0},
-    ]
-    return [g for g in groups if g["params"]]
+            decays = not (no_decay_norm_bias and (is_norm or pname == "bias"))
+            groups.setdefault((decays, prefix), []).append(p)
+    out = []
+    for prefix in ("", *sorted(mults)):
+        for decays in (True, False):
+            params = groups.get((decays, prefix))
+            if not params:
+                continue
+            group = {
+                "name": ("decay" if decays else "no_decay") + (f"@{prefix}" if prefix else ""),
+                "params": params,
+                "weight_decay": weight_decay if decays else 0.0,
+            }
+            if prefix:
+                group["lr"] = float(lr) * mults[prefix]  # type: ignore[arg-type]
+            out.append(group)
+    return out
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW, Adam (L2 decay, as in torch) or SGD with momentum over the trainable parameters."""
-    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_norm_bias)
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_norm_bias, cfg.lr, cfg.lr_mult)
     if not groups:
         raise ValueError("the model has no trainable parameters; check train.freeze")
     if cfg.optimizer == "adamw":

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from posecore.engine.config import TrainConfig
+from posecore.engine.config import TrainConfig, check_train_config
 from posecore.engine.optim import build_optimizer, freeze_modules
+from posecore.engine.schedule import build_scheduler
 
 
 class Net(nn.Module):
@@ -93,3 +94,57 @@ def test_freeze_bn_keeps_running_stats_fixed_but_trains_affine() -> None:
     out.sum().backward()
     assert bn.weight.grad is not None
     assert model.neck[1].training  # GroupNorm is not BatchNorm
+
+
+def test_lr_mult_gives_the_longest_matching_prefix_its_factor_and_the_schedule_keeps_it() -> None:
+    model = Net()
+    cfg = TrainConfig(
+        optimizer="adamw", lr=1e-3, weight_decay=0.05, lr_mult={"head": 10.0, "backbone": 0.5, "backbone.1": 2.0}
+    )
+    opt = build_optimizer(model, cfg)
+    groups = {g["name"]: g for g in opt.param_groups}
+    assert list(groups) == [
+        "decay",
+        "no_decay",
+        "decay@backbone",
+        "no_decay@backbone",
+        "no_decay@backbone.1",
+        "decay@head",
+        "no_decay@head",
+    ]
+    assert _names(model, groups["decay"]["params"]) == {"neck.0.weight"}
+    assert _names(model, groups["no_decay"]["params"]) == {"neck.1.weight", "neck.1.bias"}
+    assert _names(model, groups["decay@backbone"]["params"]) == {"backbone.0.weight"}
+    assert _names(model, groups["no_decay@backbone"]["params"]) == {"backbone.0.bias"}
+    assert _names(model, groups["no_decay@backbone.1"]["params"]) == {"backbone.1.weight", "backbone.1.bias"}
+    assert _names(model, groups["decay@head"]["params"]) == {"head.weight"}
+    lrs = {name: g["lr"] for name, g in groups.items()}
+    assert lrs == pytest.approx(
+        {
+            "decay": 1e-3,
+            "no_decay": 1e-3,
+            "decay@backbone": 5e-4,
+            "no_decay@backbone": 5e-4,
+            "no_decay@backbone.1": 2e-3,
+            "decay@head": 1e-2,
+            "no_decay@head": 1e-2,
+        }
+    )
+    assert groups["decay@head"]["weight_decay"] == 0.05 and groups["no_decay@head"]["weight_decay"] == 0.0
+    # every parameter once, in one group
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    # the schedule scales each group's own rate
+    sched = build_scheduler(opt, 100, cfg)
+    for _ in range(30):
+        opt.step()
+        sched.step()
+    ratio = {g["name"]: g["lr"] / lrs[g["name"]] for g in opt.param_groups}
+    assert len({round(r, 12) for r in ratio.values()}) == 1 and 0 < next(iter(ratio.values())) < 1
+
+
+def test_lr_mult_refuses_unknown_modules_and_bad_factors() -> None:
+    with pytest.raises(ValueError, match=r"train.lr_mult: no module named \['heads'\].*backbone, neck, head"):
+        build_optimizer(Net(), TrainConfig(lr_mult={"heads": 10.0}))
+    errors = check_train_config(TrainConfig(lr_mult={"head": 0.0, ".neck": 1.0}))
+    assert any("train.lr_mult.head (0.0) must be a number > 0" in e for e in errors)
+    assert any("train.lr_mult key '.neck'" in e for e in errors)
