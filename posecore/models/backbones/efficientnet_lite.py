@@ -71,12 +71,13 @@ class Conv2dSame(nn.Conv2d):
     ) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride, 0, groups=groups, bias=bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _conv_forward(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        # nn.Conv2d.forward calls this with the module's weights; ConvBNAct with BN-folded ones
         pads = []
         for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True):
             total = max((-(-size // s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
-        return super().forward(F.pad(x, pads))
+        return super()._conv_forward(F.pad(x, pads), weight, bias)
 
 
 class MBConv(nn.Module):
