@@ -148,3 +148,37 @@ def test_lr_mult_refuses_unknown_modules_and_bad_factors() -> None:
     errors = check_train_config(TrainConfig(lr_mult={"head": 0.0, ".neck": 1.0}))
     assert any("train.lr_mult.head (0.0) must be a number > 0" in e for e in errors)
     assert any("train.lr_mult key '.neck'" in e for e in errors)
+
+
+@pytest.mark.parametrize("kind", ["adamw", "adam", "sgd"])
+def test_optimizers_are_fused_on_cpu_and_update_like_the_per_parameter_loop(kind: str) -> None:
+    cfg = TrainConfig(optimizer=kind, lr=1e-2, weight_decay=0.05, momentum=0.9)
+
+    def net() -> nn.Module:  # no bias right before a BatchNorm: its gradient is rounding noise, which Adam amplifies
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+
+    fused_model, loop_model = net(), net()
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model, cfg)
+    assert all(g["fused"] for g in fused.param_groups)
+    loop = type(fused)(
+        [
+            {**g, "params": [dict(loop_model.named_parameters())[n] for n in _ordered(fused_model, g["params"])]}
+            | {"fused": False}
+            for g in fused.param_groups
+        ]
+    )
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for _ in range(3):
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for (name, a), b in zip(fused_model.state_dict().items(), loop_model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _ordered(model: nn.Module, params: list[nn.Parameter]) -> list[str]:
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return [by_id[id(p)] for p in params]
