@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from conftest import RunBenchmark  # tests/benchmarks/conftest.py
+
 
 @pytest.mark.slow
-def test_bench_onestage_vs_topdown_tiny(repo_root: Path, tmp_path: Path) -> None:
+def test_bench_onestage_vs_topdown_tiny(run_benchmark: RunBenchmark) -> None:
     args = ["--quick", "--sections", "onestage", "--threads", "1", "--onestage-input", "64",
             "--people", "1,3", "--scene-images", "1"]  # fmt: skip
-    proc = subprocess.run(
-        [sys.executable, str(repo_root / "benchmarks" / "bench_inference.py"), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_benchmark("bench_inference.py", *args)
     out = proc.stdout
     assert "one-stage (yoloxpose-lite0, 64x64) vs top-down (rtmpose-t, flip test)" in out
     header = next(line for line in out.splitlines() if line.lstrip().startswith("people"))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 from workspace import tiny_lift_flags  # tests/_helpers
+
+if TYPE_CHECKING:
+    from conftest import RunBenchmark  # tests/benchmarks/conftest.py
 
 # A tiny, fast model and export: the benchmark's plumbing is under test here, not the numbers.
 TINY = [
@@ -24,17 +26,9 @@ TINY += tiny_lift_flags()
 
 
 @pytest.mark.slow
-def test_bench_pipeline_tiny(repo_root: Path, tmp_path: Path) -> None:
+def test_bench_pipeline_tiny(run_benchmark: RunBenchmark, repo_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "pipeline.json"
-    proc = subprocess.run(
-        [sys.executable, str(repo_root / "benchmarks" / "bench_pipeline.py"), *TINY, "--json", str(out)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    proc = run_benchmark("bench_pipeline.py", *TINY, "--json", str(out), timeout=900)
     for section in ("(a) no-op dvc repro", "(b) Prefect", "(c) MLflow", "Orchestration overhead", "(goal < 5%)"):
         assert section in proc.stdout, proc.stdout
     assert "estimated from the tiny run" in proc.stdout

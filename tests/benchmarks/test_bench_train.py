@@ -7,31 +7,19 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from conftest import RunBenchmark  # tests/benchmarks/conftest.py
+
 
 @pytest.mark.slow
-def test_bench_train_tiny(repo_root: Path, tmp_path: Path) -> None:
+def test_bench_train_tiny(run_benchmark: RunBenchmark, tmp_path: Path) -> None:
     out = tmp_path / "train.json"
     args = ["--presets", "synthetic-lite0", "--batch", "2", "--steps", "2", "--warmup", "1", "--images", "4"]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(repo_root / "benchmarks" / "bench_train.py"),
-            *args,
-            "--num-workers",
-            "1",
-            "--json",
-            str(out),
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_benchmark("bench_train.py", *args, "--num-workers", "1", "--json", str(out))
     header = next(line for line in proc.stdout.splitlines() if line.startswith("preset"))
     for column in ("input", "batch", "samples/s", "step ms", "data wait ms", "wait share %"):
         assert column in header
