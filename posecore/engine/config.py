@@ -47,6 +47,11 @@ class TrainConfig:
     EMA follows mmdet/MMPose ``ExpMomentumEMA``: the weight of the live model at update
     ``n`` is ``(1 - ema_momentum) * exp(-(1 + n) / ema_gamma) + ema_momentum``; RTMPose
     uses momentum 0.0002, gamma 2000, ``update_buffers=True``.
+
+    ``precise_bn`` > 0 recomputes the BatchNorm statistics of the weights about to be validated
+    (the EMA's when ``ema``) over that many training samples before each validation, so the
+    validated and checkpointed model uses statistics of its own weights
+    (:mod:`posecore.engine.precise_bn`; mmpretrain's ``PreciseBNHook(num_samples=...)``).
     """
 
     epochs: int = field(default=210, metadata={"range": (1, 100_000)})
@@ -74,6 +79,7 @@ class TrainConfig:
     ema_momentum: float = field(default=0.0002, metadata={"range": (1e-12, 0.999999)})
     ema_gamma: float = field(default=2000.0, metadata={"range": (1e-6, 1e12)})
     ema_update_buffers: bool = True
+    precise_bn: int = field(default=0, metadata={"range": (0, 100_000_000)})
 
     freeze: tuple[str, ...] = ()
     freeze_bn: bool = False

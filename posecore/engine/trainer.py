@@ -48,10 +48,12 @@ from posecore.engine.distributed import (
 )
 from posecore.engine.ema import ModelEMA
 from posecore.engine.optim import build_optimizer, freeze_modules
+from posecore.engine.precise_bn import precise_bn_batches, recompute_bn_stats
 from posecore.engine.sampler import GlobalBatchSampler
 from posecore.engine.schedule import build_scheduler
 from posecore.engine.seed import capture_rng_state, restore_rng_state, seed_everything
 from posecore.engine.step import (
+    INPUTS_KEY,
     BatchDataset,
     BatchKeys,
     Counters,
@@ -66,6 +68,7 @@ from posecore.engine.step import (
     apply_gradients,
     autocast_context,
     forward_backward,
+    to_device,
 )
 from posecore.progress import Progress, format_duration
 
@@ -99,6 +102,32 @@ def _validate(validate: ValidateFn, model: nn.Module, epoch: int, info: DistInfo
         finally:
             restore_rng_state(rng)
     return broadcast_object(metrics)
+
+
+def _precise_bn(model: nn.Module, data: TrainData, step: Step, epoch: int) -> None:
+    """``cfg.precise_bn`` samples of ``epoch``'s training batches through ``model`` in training mode
+    (every rank alike, so SyncBatchNorm layers meet); the global RNG streams are restored after."""
+    cfg = step.cfg
+
+    def prepare(batch: dict[str, Any]) -> torch.Tensor:
+        batch = to_device(batch, step.device)
+        return (step.preprocess(batch) if step.preprocess is not None else batch)[INPUTS_KEY]
+
+    t0 = time.perf_counter()
+    rng = capture_rng_state()
+    try:
+        with step.autocast():
+            batches = precise_bn_batches(data, cfg.precise_bn, cfg.batch_size_per_device, epoch, cfg.seed, prepare)
+            layers = recompute_bn_stats(model, batches)
+    finally:
+        restore_rng_state(rng)
+    if is_main():
+        _log.info(
+            "PreciseBN: %d BatchNorm layers recomputed over %d training samples in %s",
+            layers,
+            min(cfg.precise_bn, data.num_samples),
+            format_duration(time.perf_counter() - t0),
+        )
 
 
 def _check_resume(ckpt: dict[str, Any], cfg: TrainConfig, steps_per_epoch: int, path: Path) -> None:
@@ -242,6 +271,8 @@ def fit(
             due = progress.epoch % cfg.val_interval == 0 or progress.epoch == cfg.epochs
             if validate is not None and due:
                 eval_model = parts.ema.module if parts.ema is not None else model
+                if cfg.precise_bn:
+                    _precise_bn(eval_model, data, step, progress.epoch - 1)
                 metrics = _validate(validate, eval_model, progress.epoch, info)
                 if metric_name not in metrics:
                     raise KeyError(
