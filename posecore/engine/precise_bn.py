@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from posecore.engine.step import TrainData
+
 __all__ = ["precise_bn_batches", "recompute_bn_stats"]
 
 
@@ -66,7 +68,7 @@ def recompute_bn_stats(model: nn.Module, batches: Iterable[Tensor]) -> int:
 
 
 def precise_bn_batches(
-    data: Any,
+    data: TrainData,
     num_samples: int,
     batch_size: int,
     epoch: int,
@@ -75,9 +77,9 @@ def precise_bn_batches(
 ) -> Iterator[Tensor]:
     """Model inputs of ``num_samples`` training samples (fewer when the set is smaller), in batches.
 
-    ``data`` is a :class:`~posecore.engine.step.TrainData`; the samples are a permutation drawn
-    from its own generator seeded by (``seed``, ``epoch``), so the global RNG streams are untouched,
-    and built with ``data.batch(indices, epoch)`` (the epoch's training augmentation).
+    The samples are a permutation drawn from a generator of their own, seeded by (``seed``,
+    ``epoch``), so the global RNG streams are untouched, and are built with
+    ``data.batch(indices, epoch)`` (the epoch's training augmentation).
     ``prepare`` turns a batch into model inputs (device move, normalisation)."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(data.num_samples, generator=generator)[: max(0, num_samples)].tolist()
