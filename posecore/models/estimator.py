@@ -208,10 +208,11 @@ def build_estimator(spec: ModelSpec, meta: DatasetMeta, pretrained: bool = True)
     if not pretrained:
         backbone_opts.pop("pretrained", None)
     frozen_stages = int(backbone_opts.pop("frozen_stages", 0))
+    frozen_chunk = backbone_opts.pop("frozen_chunk", 0)
     backbone = BACKBONES.build(spec.backbone["name"], **backbone_opts)
-    if frozen_stages:
+    if frozen_stages or frozen_chunk:
         try:
-            backbone.freeze_stages(frozen_stages)
+            backbone.freeze_stages(frozen_stages, frozen_chunk)
         except ValueError as exc:
             raise ValueError(f"model.backbone.{exc}") from exc
     channels, strides = tuple(backbone.out_channels), tuple(backbone.strides)

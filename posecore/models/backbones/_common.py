@@ -50,17 +50,26 @@ class Backbone(nn.Module):
     pretrained_report: LoadReport | None = None
     #: How many stages, from the input, are frozen (see :meth:`freeze_stages`).
     frozen_stages: int = 0
+    #: Images per pass through the frozen stages in training, 0: the whole batch (see :meth:`freeze_stages`).
+    frozen_chunk: int = 0
+    #: Whether ``forward`` honours ``frozen_chunk``.
+    supports_frozen_chunk: bool = False
 
     def stage_modules(self) -> list[list[nn.Module]]:
         """The modules of each stage still in the network, from the input: entry 0 holds the
         stem and everything up to the first stage's output (stride 4)."""
         raise NotImplementedError(f"{type(self).__name__} does not list its stages")
 
-    def freeze_stages(self, n: int) -> None:
+    def freeze_stages(self, n: int, chunk: int = 0) -> None:
         """Freeze the first ``n`` stages (stem included), like MMPose's ``frozen_stages`` for
         n >= 1: their parameters stop training and their BatchNorm layers keep their running
         statistics (eval mode whatever :meth:`train` is asked). Fine-tuning from pretrained
         weights; it also skips the backward pass through the high-resolution early layers.
+
+        ``chunk`` > 0 (backbones with ``supports_frozen_chunk``): in training, the frozen stages
+        run without autograd on ``chunk`` images at a time. The same numbers per image (their
+        BatchNorm is in eval mode), but the high-resolution activations of a CPU batch then fit
+        the allocator's reusable heap instead of fresh pages that the kernel zeroes on every step.
         """
         stages = self.stage_modules()
         if not 0 <= n <= len(stages):
@@ -68,7 +77,13 @@ class Backbone(nn.Module):
                 f"frozen_stages {n}: {type(self).__name__} here has {len(stages)} stages "
                 f"(out_indices {self.out_indices}); use 0..{len(stages)}"
             )
-        self.frozen_stages = n
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+            raise ValueError(f"frozen_chunk must be an int >= 0 (images per pass; 0: whole batch), got {chunk!r}")
+        if chunk and not self.supports_frozen_chunk:
+            raise ValueError(
+                f"frozen_chunk: {type(self).__name__} runs its frozen stages on the whole batch; remove frozen_chunk"
+            )
+        self.frozen_stages, self.frozen_chunk = n, chunk
         for group in stages[:n]:
             for module in group:
                 module.requires_grad_(False)

@@ -14,6 +14,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -114,6 +115,8 @@ class EfficientNetLite(Backbone):
     reference, so that weights map by a simple key map), ``head``.
     """
 
+    supports_frozen_chunk = True
+
     def __init__(
         self,
         width: float,
@@ -168,15 +171,31 @@ class EfficientNetLite(Backbone):
         return [g for g in groups if g][: self.out_indices[-1] + 1]
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        x = self.stem(x)
-        outs = []
-        for n, block in enumerate(self.blocks, start=1):
-            x = block(x)
-            if n in self._taps:
-                outs.append(x)
+        start, outs = 0, []
+        chunk = self.frozen_chunk
+        if chunk and self.training and 0 < self.frozen_stages <= 3 and not x.requires_grad and x.shape[0] > chunk:
+            # the frozen stages, chunk images at a time and without autograd (freeze_stages)
+            start = self._ends[self.frozen_stages - 1]
+            with torch.no_grad():
+                parts = [self._blocks(self.stem(c), 0, start) for c in x.split(chunk)]
+            x = torch.cat([p[0] for p in parts])
+            outs = [torch.cat(taps) for taps in zip(*(p[1] for p in parts), strict=True)]
+        else:
+            x = self.stem(x)
+        x, taps = self._blocks(x, start, len(self.blocks))
+        outs += taps
         if self.head is not None:
             outs.append(self.head(x))
         return tuple(outs)
+
+    def _blocks(self, x: Tensor, start: int, stop: int) -> tuple[Tensor, list[Tensor]]:
+        """Blocks ``start`` to ``stop`` - 1 on x -> their last output, the selected outputs among them."""
+        taps = []
+        for n in range(start, stop):
+            x = self.blocks[n](x)
+            if n + 1 in self._taps:
+                taps.append(x)
+        return x, taps
 
 
 def _init_weights(model: nn.Module) -> None:

@@ -4,6 +4,7 @@ truthfully; every registered weight set loads exactly and (EfficientNet-Lite) cl
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from pathlib import Path
@@ -87,15 +88,57 @@ def test_frozen_stages_from_the_model_spec() -> None:
     from posecore.metainfo import load_meta
     from posecore.models.estimator import ModelSpec, build_estimator
 
-    def build(frozen: int) -> nn.Module:
-        spec = ModelSpec.resolve("synthetic-lite0-heatmap", backbone={"frozen_stages": frozen})
+    def build(frozen: int, **more: int) -> nn.Module:
+        spec = ModelSpec.resolve("synthetic-lite0-heatmap", backbone={"frozen_stages": frozen, **more})
         return build_estimator(spec, load_meta("coco"), pretrained=False)
 
     model = build(1)
-    assert model.backbone.frozen_stages == 1
+    assert model.backbone.frozen_stages == 1 and model.backbone.frozen_chunk == 0
+    assert build(2, frozen_chunk=8).backbone.frozen_chunk == 8
+    with pytest.raises(ValueError, match="model.backbone.frozen_chunk must be an int >= 0"):
+        build(1, frozen_chunk=-2)
     assert not model.backbone.stem.conv.weight.requires_grad and model.head.final_layer.weight.requires_grad
     with pytest.raises(ValueError, match=r"model.backbone.frozen_stages 4: .* 3 stages \(out_indices \(2,\)\)"):
         build(4)
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_frozen_chunk_runs_the_frozen_stages_in_pieces_with_the_same_outputs_and_gradients(name: str) -> None:
+    torch.manual_seed(0)
+    whole = BACKBONES.build(name)
+    if not whole.supports_frozen_chunk:
+        with pytest.raises(ValueError, match="runs its frozen stages on the whole batch"):
+            whole.freeze_stages(1, chunk=2)
+        return
+    x = torch.randn(5, 3, HEIGHT, WIDTH)
+    calls: list[tuple[int, bool]] = []  # (images, autograd on) of each stem call
+    for frozen in range(1, len(whole.stage_modules())):  # some stage still trains
+        whole.freeze_stages(frozen)
+        chunked = copy.deepcopy(whole)
+        chunked.freeze_stages(frozen, chunk=2)  # pieces of 2, 2 and 1 images
+        assert chunked.frozen_chunk == 2
+        calls.clear()
+        chunked.stem.register_forward_hook(lambda m, i, o: calls.append((o.shape[0], torch.is_grad_enabled())))
+        outs = {}
+        for label, model in (("whole", whole), ("chunked", chunked)):
+            model.train().zero_grad()
+            for bn in model.modules():  # batch statistics of 5 images at 2x2 would amplify float noise
+                if isinstance(bn, nn.BatchNorm2d):
+                    bn.eval()
+            outs[label] = _forward_backward(model, x)
+        assert calls == [(2, False), (2, False), (1, False)], frozen
+        for a, b in zip(outs["whole"], outs["chunked"], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # float sums in another order
+        for (n, p), q in zip(whole.named_parameters(), chunked.parameters(), strict=True):
+            assert (p.grad is None) == (q.grad is None), n
+            if p.grad is not None:
+                torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-5)
+        calls.clear()
+        chunked.eval()(x)  # inference, and an input that needs its gradient, run whole
+        chunked.train()(x.clone().requires_grad_(True))
+        assert [n for n, _ in calls] == [5, 5]
+    with pytest.raises(ValueError, match="frozen_chunk must be an int >= 0"):
+        whole.freeze_stages(1, chunk=-1)
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
