@@ -151,3 +151,43 @@ class FocalHeatmapLoss(nn.Module):
             w = expand_weights(name, weights, logits)
             cost, pos = cost * w, pos * w
         return cost.sum() / pos.sum().clamp_min(1) * self.loss_weight
+
+
+@LOSSES.register("quality_focal_heatmap")
+class QualityFocalHeatmapLoss(nn.Module):
+    """Quality focal loss of soft multi-peak heatmaps: logits, target (B, C, H, W) in [0, 1], weights (B, K) -> scalar.
+
+    With p = sigmoid(logit): each cell costs |t - p|^beta BCE(p, t) (GFL's quality focal loss, Li
+    et al. 2020), least at p = t wherever t lies, so the network learns the target's shape and
+    not only its peak cell. With Gaussians centred on each keypoint's exact position (not its
+    cell, as CenterNet's ``focal_heatmap`` needs) the log of the learnt map is a parabola whose
+    vertex is the keypoint: the sub-cell step of the decoding (``posecore/codecs/_refine.py``)
+    then recovers what rounding to the cell throws away. Background cells (t = 0) cost
+    p^beta (-log(1 - p)), as ``focal_heatmap``'s with alpha = beta. The sum over weighted
+    channels is divided by ``avg_factor`` (the number of keypoints drawn; at least 1), or without
+    it by the number of weighted channels with any target above 0.
+    """
+
+    def __init__(self, beta: float = 2.0, use_target_weight: bool = True, loss_weight: float = 1.0):
+        super().__init__()
+        self.beta = float(beta)
+        self.use_target_weight = use_target_weight
+        self.loss_weight = float(loss_weight)
+
+    def forward(
+        self, pred: Tensor, target: Tensor, weights: Tensor, avg_factor: Tensor | float | None = None
+    ) -> Tensor:
+        name = type(self).__name__
+        check_pair(name, pred, target, ndim=4)
+        logits, target = pred.float(), target.float()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        cost = bce * (torch.sigmoid(logits) - target).abs().pow(self.beta)
+        drawn = target.flatten(2).amax(dim=-1) > 0  # (B, C)
+        if self.use_target_weight:
+            w = expand_weights(name, weights, logits)
+            cost = cost * w
+            drawn = drawn & (w.flatten(1) > 0)
+        if avg_factor is None:
+            avg_factor = drawn.sum()
+        denom = torch.as_tensor(avg_factor, dtype=logits.dtype, device=logits.device).clamp_min(1)
+        return cost.sum() / denom * self.loss_weight
