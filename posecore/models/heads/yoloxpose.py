@@ -23,7 +23,7 @@ from posecore.codecs.yoloxpose import DEFAULT_SIGMA, HEATMAP_OUTPUT_KEY
 from posecore.models.backbones.cspnext import ConvBNSiLU, DepthwiseSeparableConv
 from posecore.models.builders import HEADS
 from posecore.models.losses.detection import BCELoss, IoULoss, OKSLoss, keypoint_oks
-from posecore.models.losses.heatmap import FocalHeatmapLoss, QualityFocalHeatmapLoss
+from posecore.models.losses.heatmap import FocalHeatmapLoss
 
 from ._base import KeypointAxes, _positive_int, layer_keypoint_axes
 from ._simota import SimOTAAssigner
@@ -34,9 +34,6 @@ PRIOR_PROB = 0.01
 HEATMAP_PRIOR_PROB = 0.1
 #: Targets the head reads besides the codec's: which padded people are real, and crowd regions.
 TARGET_KEYS = ("boxes", "keypoints", "visible", "areas", "valid")
-#: Where a keypoint's heatmap Gaussian is centred: "cell" (its cell, 1 there; CenterNet's focal loss)
-#: or "exact" (its exact position; the quality focal loss learns the sub-cell shape).
-HEATMAP_TARGETS = ("cell", "exact")
 
 
 @HEADS.register("yoloxpose")
@@ -65,9 +62,6 @@ class YOLOXPoseHead(nn.Module):
     the codec's ``heatmap_stride`` and predicts "heatmaps" (B, K, H / s, W / s): logits of every
     visible keypoint of every person, trained with ``focal_heatmap`` ("loss_heatmap", weight
     ``heatmap_loss_weight``) against targets drawn from the batch's people (:meth:`heatmap_targets`).
-    ``heatmap_target="exact"`` centres each Gaussian on the keypoint itself instead of its cell and
-    trains with ``quality_focal_heatmap`` (divided by the number of keypoints drawn), so that the
-    maps keep the sub-cell position that the decoding's sub-cell step reads.
     Decoding snaps the regressed keypoints to their peaks (CenterNet; ``posecore/codecs/_refine.py``).
     With ``heatmap_skip`` the first input level is finer backbone features at the heatmap stride
     (the neck's ``pass_through``), read by the heatmap branch only: a 1x1 conv of it is added to
@@ -101,7 +95,6 @@ class YOLOXPoseHead(nn.Module):
         obj_target: str = "iou",
         heatmap_loss_weight: float = 1.0,
         heatmap_skip: bool = False,
-        heatmap_target: str = "cell",
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -143,14 +136,7 @@ class YOLOXPoseHead(nn.Module):
         if HEATMAP_OUTPUT_KEY in self.output_keys:
             self.heatmap_stride = int(getattr(codec, "heatmap_stride", 4))
             self._make_heatmap_branch(feat_channels, k, use_depthwise)
-        if heatmap_target not in HEATMAP_TARGETS:
-            raise ValueError(f"{name}: heatmap_target must be one of {HEATMAP_TARGETS}, got {heatmap_target!r}")
-        self.heatmap_target = heatmap_target
-        self.heatmap_loss: nn.Module = (
-            FocalHeatmapLoss(loss_weight=heatmap_loss_weight)
-            if heatmap_target == "cell"
-            else QualityFocalHeatmapLoss(loss_weight=heatmap_loss_weight)
-        )
+        self.heatmap_loss = FocalHeatmapLoss(loss_weight=heatmap_loss_weight)
 
         self._make_priors()
         sigmas = getattr(codec, "sigmas", None)
@@ -405,11 +391,7 @@ class YOLOXPoseHead(nn.Module):
         if self.heatmap_stride:
             logits = outputs[HEATMAP_OUTPUT_KEY].float()
             target, weights = self.heatmap_targets(targets, logits.shape[-2:])
-            if self.heatmap_target == "cell":
-                losses["loss_heatmap"] = self.heatmap_loss(logits, target, weights)
-            else:
-                drawn = (targets["visible"].float() > 0.5) & (targets["valid"].float() > 0.5)[..., None]
-                losses["loss_heatmap"] = self.heatmap_loss(logits, target, weights, avg_factor=drawn.sum())
+            losses["loss_heatmap"] = self.heatmap_loss(logits, target, weights)
         if self.kpt_loss_weight > 0:
             # L1 of the offsets in strides (MMPose's auxiliary keypoint loss), visible keypoints, / K
             stride = self.prior_strides[a_idx][:, None, None]
@@ -422,8 +404,7 @@ class YOLOXPoseHead(nn.Module):
         """The batch's people -> heatmap targets (B, K, h, w) and weights (B, K), (h, w) = ``size``.
 
         Each visible keypoint of a real person puts 1 at its cell (keypoint / stride, rounded, as
-        CenterNet) and a Gaussian around it, or with ``heatmap_target="exact"`` a Gaussian centred
-        on keypoint / stride itself (no cell reaches 1); overlapping people take the maximum. The Gaussian's
+        CenterNet) and a Gaussian around it; overlapping people take the maximum. The Gaussian's
         sigma is the keypoint's OKS spread, 2 sigma_k sqrt(area) input pixels, in cells and kept in
         [1, 3]: tight for eyes, wider for hips, as keypoint AP judges them. Weights: 1 (every
         image's maps are supervised, people or not).
@@ -432,7 +413,7 @@ class YOLOXPoseHead(nn.Module):
         s = float(self.heatmap_stride)
         kpts = targets["keypoints"].float()  # (B, N, K, 2)
         shown = (targets["visible"].float() > 0.5) & (targets["valid"].float() > 0.5)[..., None]  # (B, N, K)
-        cell = kpts / s if self.heatmap_target == "exact" else (kpts / s).round()
+        cell = (kpts / s).round()
         cx, cy = cell[..., 0].clamp(0, w - 1), cell[..., 1].clamp(0, h - 1)
         spread = 2 * self.sigmas * targets["areas"].float().clamp_min(0).sqrt()[..., None] / s
         var = 2 * spread.clamp(1.0, 3.0) ** 2  # (B, N, K)

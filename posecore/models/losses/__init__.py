@@ -3,7 +3,7 @@
 Shapes by family (B instances, K keypoints):
 
 - heatmap losses (``keypoint_mse``, ``keypoint_ohkm_mse``, ``adaptive_wing``, ``focal_heatmap``
-  and ``quality_focal_heatmap`` on logits): pred/target (B, C, H, W) with C = K, or C = m * K (UDP combined maps: each
+  on logits): pred/target (B, C, H, W) with C = K, or C = m * K (UDP combined maps: each
   keypoint's weight covers its m channels);
 - ``kl_discret``: SimCC logits / labels (B, K, L) for one axis (a head adds the x and y terms);
 - regression losses (``smooth_l1``, ``wing``): normalised coords (B, K, D);

@@ -294,49 +294,6 @@ def test_heatmap_loss_trains_the_heatmap_branch_even_on_an_image_with_no_people(
     assert torch.isfinite(empty) and float(empty.detach()) > 0  # the background still teaches low probabilities
 
 
-def test_exact_heatmap_targets_centre_each_gaussian_on_the_keypoint_and_decode_back_to_it():
-    from posecore.codecs._refine import heatmap_peaks
-
-    head = _head("heatmap", heatmap_target="exact")
-    s = head.heatmap_stride
-    kpts = torch.zeros(1, 1, K, 2)
-    kpts[0, 0, :] = torch.tensor([41.0, 82.0])  # cell (10.25, 20.5): not rounded
-    t = {
-        "keypoints": kpts,
-        "visible": torch.ones(1, 1, K),
-        "areas": torch.tensor([[3600.0]]),
-        "valid": torch.ones(1, 1),
-    }
-    target, _ = head.heatmap_targets(t, (SIZE // s, SIZE // s))
-    k0 = target[0, 0]
-    sigma = 2 * DEFAULT_SIGMA * 60 / 4  # 2.37 cells
-    assert float(k0.max()) < 1.0  # no cell sits on the keypoint
-    expected = math.exp(-((0.25**2) + (0.5**2)) / (2 * sigma**2))
-    assert float(k0[20, 10]) == pytest.approx(expected, rel=1e-5) == pytest.approx(float(k0[21, 10]), rel=1e-5)
-    # the decoding's sub-cell step finds the exact keypoint in the target (a Gaussian's log is a parabola)
-    xy, score = heatmap_peaks(target[0], s, peak_thr=0.1, max_peaks=1)
-    torch.testing.assert_close(xy[0, 0], torch.tensor([41.0, 82.0]), atol=1e-3, rtol=0)
-    cell = _head("heatmap").heatmap_targets(t, (SIZE // s, SIZE // s))[0]
-    assert float(cell[0, 0, 20, 10]) == 1.0  # the default still rounds to the cell (CenterNet)
-    assert float((heatmap_peaks(cell[0], s, 0.1, 1)[0][0, 0] - torch.tensor([41.0, 82.0])).abs().max()) > 0.9
-
-
-def test_exact_heatmap_targets_train_with_the_quality_focal_loss_over_the_drawn_keypoints():
-    torch.manual_seed(0)
-    head = _head("heatmap", heatmap_target="exact", heatmap_loss_weight=2.0)
-    out = head(_feats())
-    targets = _targets(head, (0, 3))
-    losses = head.loss(out, targets)
-    target, weights = head.heatmap_targets(targets, out["heatmaps"].shape[-2:])
-    drawn = 3 * K  # three people, every keypoint visible and inside the image
-    expected = 2.0 * LOSSES.build("quality_focal_heatmap")(out["heatmaps"], target, weights, avg_factor=drawn)
-    torch.testing.assert_close(losses["loss_heatmap"], expected)
-    losses["loss_heatmap"].backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.heatmap_convs.parameters())
-    with pytest.raises(ValueError, match="heatmap_target must be one of"):
-        _head("heatmap", heatmap_target="centre")
-
-
 def test_heatmap_stride_must_divide_the_finest_level():
     codec = build_codec("yoloxpose", input_size=(SIZE, SIZE), refine="heatmap", heatmap_stride=16)
     with pytest.raises(ValueError, match="heatmap_stride 16 must divide the finest level's stride 8"):

@@ -74,7 +74,6 @@ INPUTS: dict[str, Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]
     "keypoint_ohkm_mse": _heatmaps,
     "adaptive_wing": _heatmaps,
     "focal_heatmap": _peak_maps,
-    "quality_focal_heatmap": _peak_maps,
     "kl_discret": _simcc,
     "smooth_l1": _coords,
     "wing": _coords,
@@ -165,37 +164,6 @@ def test_focal_heatmap_golden():
     assert float(loss(logits, two_peaks, torch.ones(1, 1))) == pytest.approx(expected, rel=1e-6)
     # a very confident wrong logit stays finite (log-sigmoid, no clamp)
     assert math.isfinite(float(loss(torch.full((1, 1, 1, 3), -200.0), target, torch.ones(1, 1))))
-
-
-def test_quality_focal_heatmap_golden():
-    # one map of 3 cells: t = 0.8 (an exact-centred peak), 0.5, 0; logits 0, ln 3, -ln 3 (p = 1/2, 3/4, 1/4)
-    logits = torch.tensor([[[[0.0, math.log(3.0), -math.log(3.0)]]]])
-    target = torch.tensor([[[[0.8, 0.5, 0.0]]]])
-
-    def bce(p: float, t: float) -> float:
-        return -(t * math.log(p) + (1 - t) * math.log(1 - p))
-
-    cells = [(0.5, 0.8), (0.75, 0.5), (0.25, 0.0)]
-    expected = sum(abs(p - t) ** 2 * bce(p, t) for p, t in cells)
-    loss = LOSSES.build("quality_focal_heatmap")
-    # default normaliser: one weighted map with a target above 0
-    assert float(loss(logits, target, torch.ones(1, 1))) == pytest.approx(expected, rel=1e-6)
-    assert float(loss(logits, target, torch.ones(1, 1), avg_factor=4)) == pytest.approx(expected / 4, rel=1e-6)
-    assert float(loss(logits, target, torch.zeros(1, 1))) == 0.0  # weight 0: nothing
-
-
-def test_quality_focal_heatmap_is_least_where_the_prediction_equals_a_soft_target():
-    target = torch.tensor([[[[0.3, 0.8, 0.05]]]])
-    loss = LOSSES.build("quality_focal_heatmap")
-    exact = torch.logit(target)
-    at_target = float(loss(exact, target, torch.ones(1, 1)))
-    assert at_target == pytest.approx(0.0, abs=1e-12)
-    for shift in (-0.5, -0.1, 0.1, 0.5):
-        assert float(loss(exact + shift, target, torch.ones(1, 1))) > at_target
-    # CenterNet's focal loss instead pulls a cell of t < 1 towards 0, whatever its target
-    logit = exact.clone().requires_grad_(True)
-    LOSSES.build("focal_heatmap")(logit, target, torch.ones(1, 1)).backward()
-    assert bool((logit.grad > 0).all())
 
 
 def test_keypoint_mse_combined_maps_repeat_each_weight_over_its_channels():
