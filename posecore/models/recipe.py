@@ -26,7 +26,14 @@ __all__ = ["FALLBACK", "RECIPE_SECTIONS", "fill_recipe", "preset_recipe"]
 RECIPE_SECTIONS = ("train", "augment")
 #: What a null key takes when the preset's recipe does not set it (the values the top-down presets use).
 FALLBACK: dict[str, dict[str, Any]] = {
-    "train": {"epochs": 21, "global_batch_size": 32, "batch_size_per_device": 32},
+    "train": {
+        "epochs": 21,
+        "global_batch_size": 32,
+        "batch_size_per_device": 32,
+        "ema": False,
+        "ema_momentum": 0.0002,
+        "ema_gamma": 2000.0,
+    },
 }
 
 

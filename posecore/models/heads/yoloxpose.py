@@ -418,7 +418,9 @@ class YOLOXPoseHead(nn.Module):
         spread = 2 * self.sigmas * targets["areas"].float().clamp_min(0).sqrt()[..., None] / s
         var = 2 * spread.clamp(1.0, 3.0) ** 2  # (B, N, K)
         gx = torch.exp(-((torch.arange(w, device=kpts.device) - cx[..., None]) ** 2) / var[..., None])
+        gx = gx * shown[..., None]  # (B, N, K, w): nothing for hidden keypoints and padding
         gy = torch.exp(-((torch.arange(h, device=kpts.device) - cy[..., None]) ** 2) / var[..., None])
-        maps = gy[..., :, None] * gx[..., None, :] * shown[..., None, None]  # (B, N, K, h, w)
-        target = maps.amax(dim=1) if maps.shape[1] else maps.new_zeros(maps.shape[0], self.num_keypoints, h, w)
+        target = kpts.new_zeros(kpts.shape[0], self.num_keypoints, h, w)
+        for n in range(kpts.shape[1]):  # person by person: (B, K, h, w) at a time, never (B, N, K, h, w)
+            torch.maximum(target, gy[:, n, :, :, None] * gx[:, n, :, None, :], out=target)
         return target, torch.ones(target.shape[:2], device=target.device)
